@@ -1,0 +1,3 @@
+from paintae.cli import main
+
+raise SystemExit(main())
