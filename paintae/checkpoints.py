@@ -1,0 +1,275 @@
+"""Checkpoints: one safetensors file holding the weights and, in its header, JSON metadata.
+
+A single file means one atomic rename publishes a checkpoint, and safetensors never unpickles, so a
+checkpoint from an untrusted source cannot run code. The metadata (model config, data, history,
+test metrics, anomaly threshold statistics) can be read without loading any tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load as load_bytes
+from safetensors.torch import save as save_bytes
+
+from paintae import __version__, config
+from paintae.models import MODEL_SPECS, Autoencoder, build_from_config
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "paintae-checkpoint/1"
+SUFFIX = ".safetensors"
+METADATA_KEY = "paintae"
+OPTIMIZER_PREFIX = "optimizer."
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+MAX_CHECKPOINT_BYTES = 2 * 2**30
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt, of another format, or does not fit its model."""
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """A checkpoint found on disk, with its metadata read from the file header."""
+
+    name: str
+    path: Path
+    metadata: dict
+
+    @property
+    def family(self) -> str:
+        return self.metadata.get("family", "")
+
+    @property
+    def model_name(self) -> str:
+        return self.metadata.get("model", {}).get("name", "")
+
+    @property
+    def shipped(self) -> bool:
+        return self.path.parent == config.repo_checkpoint_dir()
+
+
+def validate_name(name: str) -> str:
+    """Return `name` stripped if it is a valid checkpoint name, else raise ValueError."""
+    cleaned = name.strip()
+    if cleaned.endswith(SUFFIX):
+        cleaned = cleaned[: -len(SUFFIX)]
+    if not NAME_PATTERN.match(cleaned):
+        raise ValueError(
+            f"Invalid checkpoint name {name!r}: use 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit."
+        )
+    return cleaned
+
+
+def checkpoint_path(name: str, folder: Path | None = None) -> Path:
+    return (folder or config.user_checkpoint_dir()) / f"{validate_name(name)}{SUFFIX}"
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: Autoencoder,
+    metadata: dict,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write weights (and optionally Adam state) with metadata atomically; return the path.
+
+    The file is written to a temporary name in the same folder and renamed, so a reader sees either
+    the old file or the complete new one. Raises FileExistsError when the file exists and
+    `overwrite` is False.
+    """
+    path = Path(path)
+    if path.suffix != SUFFIX:
+        path = path.with_name(path.name + SUFFIX)
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"Checkpoint {path} already exists; choose another name or overwrite."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if optimizer is not None:
+        tensors.update(_optimizer_tensors(optimizer))
+    header = {
+        "format": FORMAT,
+        "paintae_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "model": model.config,
+        "family": MODEL_SPECS[model.config["name"]].family,
+        **metadata,
+    }
+    header["family"] = metadata.get("family", header["family"])
+    blob = save_bytes(tensors, metadata={METADATA_KEY: json.dumps(header)})
+
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(blob)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    logger.info("Saved checkpoint %s (%d tensors)", path, len(tensors))
+    return path
+
+
+def read_metadata(path: str | Path) -> dict:
+    """Return the metadata of a checkpoint file without loading its tensors."""
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            raw = (file.metadata() or {}).get(METADATA_KEY)
+    except FileNotFoundError:
+        raise CheckpointError(f"Checkpoint {path} not found.") from None
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors file: {error}") from error
+    return _parse_header(raw, str(path))
+
+
+def load_checkpoint(
+    source: str | Path | bytes, *, name: str | None = None
+) -> tuple[Autoencoder, dict]:
+    """Load a checkpoint from a path or uploaded bytes; return (model in eval mode, metadata).
+
+    Raises CheckpointError naming every missing, unexpected or mis-shaped tensor.
+    """
+    label = name or (str(source) if not isinstance(source, bytes) else "uploaded checkpoint")
+    if isinstance(source, bytes):
+        blob = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise CheckpointError(f"Checkpoint {path} not found.")
+        if path.stat().st_size > MAX_CHECKPOINT_BYTES:
+            raise CheckpointError(f"Checkpoint {path} is larger than 2 GiB; it was not loaded.")
+        blob = path.read_bytes()
+    try:
+        tensors = load_bytes(blob)
+        header = _header_of(blob)
+    except (SafetensorError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{label} is not a valid safetensors checkpoint: {error}") from error
+    metadata = _parse_header(header, label)
+    try:
+        model = build_from_config(metadata["model"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{label} describes an invalid model: {error}") from error
+
+    weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
+    _check_state(model, weights, label)
+    model.load_state_dict(weights, strict=True)
+    model.eval()
+    metadata["_optimizer"] = {
+        k[len(OPTIMIZER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(OPTIMIZER_PREFIX)
+    }
+    return model, metadata
+
+
+def restore_optimizer(optimizer: torch.optim.Optimizer, metadata: dict) -> bool:
+    """Load Adam moments saved with `save_checkpoint(optimizer=...)`; return False when absent."""
+    saved = metadata.get("_optimizer") or {}
+    if not saved:
+        return False
+    state = optimizer.state_dict()
+    for index in range(len(state["param_groups"][0]["params"])):
+        keys = [f"{index}.{field}" for field in ("exp_avg", "exp_avg_sq", "step")]
+        if not all(key in saved for key in keys):
+            return False
+        state["state"][index] = {
+            field: saved[key]
+            for field, key in zip(("exp_avg", "exp_avg_sq", "step"), keys, strict=True)
+        }
+    optimizer.load_state_dict(state)
+    return True
+
+
+def list_checkpoints(
+    folders: list[Path] | None = None, *, family: str | None = None
+) -> list[CheckpointInfo]:
+    """Return readable checkpoints in `folders` (default: shipped, then user), sorted by name.
+
+    Unreadable files are skipped with a warning so one bad file cannot hide the others.
+    """
+    found: list[CheckpointInfo] = []
+    for folder in folders if folders is not None else config.checkpoint_dirs():
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob(f"*{SUFFIX}")):
+            try:
+                metadata = read_metadata(path)
+            except CheckpointError as error:
+                logger.warning("Skipping checkpoint %s: %s", path, error)
+                continue
+            if family is None or metadata.get("family") == family:
+                found.append(CheckpointInfo(path.stem, path, metadata))
+    return found
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for index, state in optimizer.state_dict()["state"].items():
+        for field in ("exp_avg", "exp_avg_sq", "step"):
+            if field in state:
+                value = torch.as_tensor(state[field]).detach().cpu().contiguous()
+                tensors[f"{OPTIMIZER_PREFIX}{index}.{field}"] = value
+    return tensors
+
+
+def _header_of(blob: bytes) -> str | None:
+    length = int.from_bytes(blob[:8], "little")
+    if length <= 0 or length > len(blob) - 8:
+        raise ValueError("the header length is invalid")
+    header = json.loads(blob[8 : 8 + length])
+    return (header.get("__metadata__") or {}).get(METADATA_KEY)
+
+
+def _parse_header(raw: str | None, label: str) -> dict:
+    if raw is None:
+        raise CheckpointError(f"{label} has no paintae metadata; it was not saved by paintae.")
+    try:
+        metadata = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"{label} has corrupt metadata: {error}") from error
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{label} has format {metadata.get('format')!r}, expected {FORMAT!r}."
+        )
+    if not isinstance(metadata.get("model"), dict) or "name" not in metadata["model"]:
+        raise CheckpointError(f"{label} names no model in its metadata.")
+    return metadata
+
+
+def _check_state(model: Autoencoder, weights: dict[str, torch.Tensor], label: str) -> None:
+    expected = model.state_dict()
+    problems = []
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    if missing:
+        problems.append(f"missing tensors {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    if unexpected:
+        problems.append(
+            f"unexpected tensors {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
+        )
+    for key in sorted(set(expected) & set(weights)):
+        if expected[key].shape != weights[key].shape:
+            problems.append(
+                f"{key} has shape {tuple(weights[key].shape)}, "
+                f"the model expects {tuple(expected[key].shape)}"
+            )
+    if problems:
+        raise CheckpointError(
+            f"{label} does not match model {model.config}: " + "; ".join(problems)
+        )

@@ -1,0 +1,192 @@
+"""Turn user settings into a ready training run, and a finished run into checkpoint metadata.
+
+The app, the command line and the experiment scripts all go through `prepare_run` and
+`finish_run`, so a model trained anywhere is evaluated and described the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from paintae import anomaly, data, metrics
+from paintae.models import MODEL_SPECS, Autoencoder, build_model
+from paintae.trainer import TrainConfig, TrainResult, evaluate_loss, make_input
+
+logger = logging.getLogger(__name__)
+
+DATASETS = ("fashion-mnist", "paintings")
+DEFAULT_THRESHOLD_K = 1.0
+
+
+@dataclass
+class RunSettings:
+    """Everything a user chooses before pressing Start. Sizes are pixels, times seconds."""
+
+    family: str = "reconstruction"  # "reconstruction", "denoising" or "anomaly"
+    model: str = "mlp"
+    dataset: str = "fashion-mnist"
+    data_root: str | None = None  # Fashion-MNIST root; None uses PAINTAE_DATA
+    painting_folder: str | None = None  # a folder of paintings (class subfolders allowed)
+    uploaded: list[tuple[str, bytes]] | None = None  # (file name, bytes) instead of a folder
+    image_size: int = 28  # square input size; the evaluation size for fully convolutional models
+    latent: int | None = None  # None takes the model's default
+    crop: int = 64  # random training crop for fully convolutional models on paintings
+    crops_per_epoch: int = 512
+    train_limit: int | None = None  # use at most this many training images (Fashion-MNIST)
+    test_fraction: float = 0.2  # paintings held out for the test split
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+@dataclass
+class PreparedRun:
+    settings: RunSettings
+    model: Autoencoder
+    train_data: torch.Tensor | torch.utils.data.Dataset
+    val_data: torch.Tensor | None
+    test_data: torch.Tensor | None
+    description: dict  # what was trained on, stored in the checkpoint metadata
+
+
+def prepare_run(settings: RunSettings) -> PreparedRun:
+    """Load the data and build a fresh model for `settings`.
+
+    Raises ValueError (bad settings), data.DataNotFoundError (missing Fashion-MNIST) or
+    FileNotFoundError/NotADirectoryError (missing painting folder), each naming the value to fix.
+    """
+    if settings.model not in MODEL_SPECS:
+        raise ValueError(
+            f"Unknown model {settings.model!r}; choose one of {', '.join(MODEL_SPECS)}."
+        )
+    spec = MODEL_SPECS[settings.model]
+    if settings.dataset not in DATASETS:
+        raise ValueError(f"Unknown dataset {settings.dataset!r}; choose one of {DATASETS}.")
+    settings.train.task = "denoise" if settings.family == "denoising" else "reconstruct"
+    settings.train.validate()
+    fully_conv = spec.builder.fully_convolutional
+
+    if settings.dataset == "fashion-mnist":
+        if not fully_conv and settings.image_size != 28:
+            raise ValueError(
+                f"Fashion-MNIST images are 28 x 28; got image size {settings.image_size}."
+            )
+        settings.image_size = 28
+        train_x, _ = data.load_fashion_mnist("train", settings.data_root)
+        val_x, _ = data.load_fashion_mnist("val", settings.data_root)
+        test_x, _ = data.load_fashion_mnist("test", settings.data_root)
+        if settings.train_limit:
+            train_x = train_x[: settings.train_limit]
+        channels = 1
+        train_data: torch.Tensor | torch.utils.data.Dataset = train_x
+        description = {
+            "dataset": "fashion-mnist",
+            "train": len(train_x),
+            "val": len(val_x),
+            "test": len(test_x),
+        }
+    else:
+        paintings = _load_paintings(settings)
+        train_idx, test_idx = data.split_indices(
+            len(paintings), settings.test_fraction, settings.train.seed
+        )
+        train_set, test_set = paintings.subset(train_idx), paintings.subset(test_idx)
+        channels = 3
+        test_x = data.resize_square(test_set.images, settings.image_size)
+        if fully_conv:
+            train_data = data.RandomCrops(
+                train_set.images, settings.crop, settings.crops_per_epoch, seed=settings.train.seed
+            )
+            val_x = data.resize_square(train_set.images, settings.image_size)
+        else:
+            train_x = data.resize_square(train_set.images, settings.image_size)
+            train_data, val_x = train_x, None
+        description = {
+            "dataset": "paintings",
+            "folder": settings.painting_folder or "uploaded",
+            "train": len(train_set),
+            "test": len(test_set),
+            "train_files": [p.name for p in train_set.paths],
+            "test_files": [p.name for p in test_set.paths],
+            "skipped": paintings.skipped,
+            "crop": settings.crop if fully_conv else None,
+        }
+    model = build_model(
+        settings.model, in_channels=channels, image_size=settings.image_size, latent=settings.latent
+    )
+    description["image_size"] = settings.image_size
+    return PreparedRun(settings, model, train_data, val_x, test_x, description)
+
+
+def finish_run(prepared: PreparedRun, result: TrainResult) -> dict:
+    """Evaluate the trained model on the test split and return checkpoint metadata.
+
+    Denoisers also get test PSNR/SSIM of noisy and denoised images; anomaly models get the
+    statistics of their errors on the training paintings, which set the default threshold.
+    """
+    settings, model = prepared.settings, prepared.model
+    config = settings.train
+    test_metrics: dict[str, float] = {}
+    if prepared.test_data is not None:
+        test_metrics["test_mse"] = evaluate_loss(model, prepared.test_data, config)
+        if settings.family == "denoising":
+            test_metrics.update(denoising_metrics(model, prepared.test_data, config))
+    metadata = {
+        "family": settings.family,
+        "data": prepared.description,
+        "train_config": asdict(config),
+        "history": result.history,
+        "train_seconds": result.seconds,
+        "test_metrics": test_metrics,
+    }
+    if settings.family == "anomaly":
+        reference = prepared.val_data if prepared.val_data is not None else prepared.train_data
+        metadata["anomaly"] = threshold_statistics(model, reference)
+    return metadata
+
+
+def denoising_metrics(
+    model: Autoencoder, clean: torch.Tensor, config: TrainConfig, batch_size: int = 256
+) -> dict[str, float]:
+    """Return mean PSNR (dB) and SSIM of noisy and denoised images against `clean`."""
+    generator = torch.Generator().manual_seed(config.seed + 7919)
+    totals = {"psnr_noisy": 0.0, "psnr_denoised": 0.0, "ssim_noisy": 0.0, "ssim_denoised": 0.0}
+    model.eval()
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        for start in range(0, len(clean), batch_size):
+            target = clean[start : start + batch_size]
+            noisy = make_input(target, config, generator)
+            output = model(noisy.to(device)).cpu()
+            totals["psnr_noisy"] += metrics.psnr(noisy, target).sum().item()
+            totals["psnr_denoised"] += metrics.psnr(output, target).sum().item()
+            totals["ssim_noisy"] += metrics.ssim(noisy, target).sum().item()
+            totals["ssim_denoised"] += metrics.ssim(output, target).sum().item()
+    return {key: value / len(clean) for key, value in totals.items()}
+
+
+def threshold_statistics(
+    model: Autoencoder, normal_images: torch.Tensor, score: str = "mse"
+) -> dict[str, float | str]:
+    """Score normal images and return their error mean, std and the default threshold."""
+    scores = anomaly.score_images(model, normal_images, score=score, keep_maps=False).scores
+    mean, std = float(np.mean(scores)), float(np.std(scores))
+    return {
+        "score": score,
+        "normal_count": len(scores),
+        "mean": mean,
+        "std": std,
+        "k": DEFAULT_THRESHOLD_K,
+        "threshold": mean + DEFAULT_THRESHOLD_K * std,
+    }
+
+
+def _load_paintings(settings: RunSettings) -> data.PaintingSet:
+    if settings.uploaded:
+        return data.load_uploaded_images(settings.uploaded)
+    if not settings.painting_folder:
+        raise ValueError("Choose a painting folder or upload paintings to train on.")
+    return data.load_painting_folder(Path(settings.painting_folder))
