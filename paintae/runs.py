@@ -35,7 +35,9 @@ class RunSettings:
     uploaded: list[tuple[str, bytes]] | None = None  # (file name, bytes) instead of a folder
     image_size: int = 28  # square input size; the evaluation size for fully convolutional models
     latent: int | None = None  # None takes the model's default
-    crop: int = 64  # random training crop for fully convolutional models on paintings
+    # Random training crop for fully convolutional models on paintings; None trains on the whole
+    # resized paintings, as the reference design did.
+    crop: int | None = 64
     crops_per_epoch: int = 512
     train_limit: int | None = None  # use at most this many training images (Fashion-MNIST)
     test_fraction: float = 0.2  # paintings held out for the test split
@@ -96,7 +98,7 @@ def prepare_run(settings: RunSettings) -> PreparedRun:
         train_set, test_set = paintings.subset(train_idx), paintings.subset(test_idx)
         channels = 3
         test_x = data.resize_square(test_set.images, settings.image_size)
-        if fully_conv:
+        if fully_conv and settings.crop:
             train_data = data.RandomCrops(
                 train_set.images, settings.crop, settings.crops_per_epoch, seed=settings.train.seed
             )

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import paintae  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
+
 
 @pytest.fixture
 def data_root() -> Path:
