@@ -1,0 +1,148 @@
+"""Rebuild the small pretrained checkpoints shipped in checkpoints/.
+
+Usage: PAINTAE_DATA=/path/to/data python scripts/build_checkpoints.py [--only NAME ...] [--out DIR]
+
+Each recipe below is trained on the real data with paintae's own trainer and saved with the same
+metadata the app writes. Training times are for a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paintae  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
+from paintae import checkpoints, config
+from paintae.runs import RunSettings, finish_run, prepare_run
+from paintae.trainer import TrainConfig, train
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Recipe:
+    name: str
+    family: str
+    model: str
+    dataset: str
+    train: TrainConfig
+    folder: str | None = None  # painting folder relative to the data root
+    options: dict = field(default_factory=dict)  # further RunSettings fields
+
+
+def _mlp(latent: int) -> Recipe:
+    return Recipe(
+        f"fashion-mlp-latent-{latent}",
+        "reconstruction",
+        "mlp",
+        "fashion-mnist",
+        TrainConfig(epochs=15, batch_size=256, lr=3e-3, schedule="cosine", max_seconds=60),
+        options={"latent": latent},
+    )
+
+
+RECIPES = [
+    *(_mlp(latent) for latent in (2, 4, 8, 16, 32, 64, 128, 256)),
+    Recipe(
+        "fashion-mlp-deep-latent-64",
+        "reconstruction",
+        "mlp-deep",
+        "fashion-mnist",
+        TrainConfig(epochs=15, batch_size=256, lr=1e-3, schedule="cosine", max_seconds=120),
+        options={"latent": 64},
+    ),
+    Recipe(
+        "fashion-conv-ref-denoiser",
+        "denoising",
+        "conv-ref",
+        "fashion-mnist",
+        TrainConfig(epochs=2, batch_size=64),
+    ),
+    Recipe(
+        "fashion-unet-denoiser",
+        "denoising",
+        "unet",
+        "fashion-mnist",
+        TrainConfig(epochs=3, batch_size=64, schedule="cosine"),
+    ),
+    Recipe(
+        "paintings-unet-denoiser",
+        "denoising",
+        "unet",
+        "paintings",
+        TrainConfig(epochs=20, batch_size=16, schedule="cosine"),
+        folder="paintings",
+        options={"image_size": 256, "crop": 64, "crops_per_epoch": 512},
+    ),
+    Recipe(
+        "munch-conv-ref-anomaly",
+        "anomaly",
+        "conv-ref",
+        "paintings",
+        TrainConfig(epochs=5, batch_size=8),
+        folder="paintings/munch",
+        options={"image_size": 256, "crop": None},
+    ),
+    Recipe(
+        "munch-anomaly",
+        "anomaly",
+        "conv-bottleneck",
+        "paintings",
+        TrainConfig(epochs=20, batch_size=32, schedule="cosine"),
+        folder="paintings/munch",
+        options={"image_size": 256, "crop": 64, "crops_per_epoch": 512},
+    ),
+]
+
+
+def build(recipe: Recipe, root: Path, out: Path) -> Path:
+    """Train one recipe and save it into `out`, replacing an older file of the same name."""
+    settings = RunSettings(
+        family=recipe.family,
+        model=recipe.model,
+        dataset=recipe.dataset,
+        data_root=str(root),
+        painting_folder=str(root / recipe.folder) if recipe.folder else None,
+        train=recipe.train,
+        **recipe.options,
+    )
+    prepared = prepare_run(settings)
+    result = train(prepared.model, prepared.train_data, prepared.val_data, settings.train)
+    metadata = finish_run(prepared, result)
+    metadata["recipe"] = recipe.name
+    return checkpoints.save_checkpoint(out / recipe.name, prepared.model, metadata, overwrite=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="build only these recipe names")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPO / "checkpoints",
+        help="output folder (default: the repository's checkpoints/)",
+    )
+    parser.add_argument("--data-root", help=f"data root (default: ${config.DATA_ENV})")
+    args = parser.parse_args()
+    root = config.data_root(args.data_root)
+    if root is None:
+        parser.error(f"set ${config.DATA_ENV} or --data-root to the folder with the real data")
+    known = {recipe.name for recipe in RECIPES}
+    unknown = set(args.only or []) - known
+    if unknown:
+        parser.error(f"unknown recipes {sorted(unknown)}; known: {sorted(known)}")
+    for recipe in RECIPES:
+        if args.only and recipe.name not in args.only:
+            continue
+        started = time.perf_counter()
+        path = build(recipe, root, args.out)
+        metadata = checkpoints.read_metadata(path)
+        figures = ", ".join(f"{k} {v:.6g}" for k, v in metadata["test_metrics"].items())
+        print(f"{recipe.name}: {time.perf_counter() - started:.0f} s, {figures}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
