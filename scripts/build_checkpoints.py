@@ -115,6 +115,47 @@ def build(recipe: Recipe, root: Path, out: Path) -> Path:
     return checkpoints.save_checkpoint(out / recipe.name, prepared.model, metadata, overwrite=True)
 
 
+def _describe_data(data: dict) -> str:
+    if data.get("dataset") == "fashion-mnist":
+        return f"Fashion-MNIST, {data.get('train')} training images"
+    folder = Path(str(data.get("folder", "?"))).name
+    crop = f", {data['crop']} px crops" if data.get("crop") else ", whole images"
+    return (
+        f"paintings/{folder}: {data.get('train')} train / {data.get('test')} test paintings, "
+        f"evaluated at {data.get('image_size')} px{crop}"
+    )
+
+
+def write_readme(folder: Path) -> Path:
+    """Write folder/README.md with each checkpoint's training data and test figures."""
+    lines = [
+        "# Shipped checkpoints",
+        "",
+        "Small pretrained models the app can use at once. `scripts/build_checkpoints.py` rebuilds",
+        "them from the real data; this table is written by that script from each file's metadata.",
+        "Test figures are per-sample means over the test split (MSE on [0, 1] pixels, PSNR in dB).",
+        "",
+        "| checkpoint | model | family | trained on | epochs | train s | test figures |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for info in checkpoints.list_checkpoints([folder]):
+        meta = info.metadata
+        figures = ", ".join(f"{k} {v:.4g}" for k, v in meta.get("test_metrics", {}).items())
+        if "anomaly" in meta:
+            figures += f", threshold {meta['anomaly']['threshold']:.4g}"
+        model = meta["model"]
+        epochs = len(meta.get("history", {}).get("epoch", []))
+        lines.append(
+            f"| {info.name} | {model['name']} (latent {model.get('latent')}) "
+            f"| {meta.get('family')} "
+            f"| {_describe_data(meta.get('data', {}))} | {epochs} "
+            f"| {meta.get('train_seconds', 0):.0f} | {figures} |"
+        )
+    path = folder / "README.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="build only these recipe names")
@@ -141,6 +182,7 @@ def main() -> int:
         metadata = checkpoints.read_metadata(path)
         figures = ", ".join(f"{k} {v:.6g}" for k, v in metadata["test_metrics"].items())
         print(f"{recipe.name}: {time.perf_counter() - started:.0f} s, {figures}", flush=True)
+    print(f"wrote {write_readme(args.out)}")
     return 0
 
 
