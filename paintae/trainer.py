@@ -172,10 +172,12 @@ def train(
     config.validate()
     device = settings.pick_device(config.device)
     model.to(device).train()
-    torch.manual_seed(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=config.lr)
     result = result or TrainResult()
+    # A resumed run continues with other shuffles and noise than the epochs it follows.
+    seed = config.seed + len(result.history["epoch"])
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
     result.device = str(device)
     stop = stop or threading.Event()
 

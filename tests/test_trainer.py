@@ -64,8 +64,9 @@ def test_stop_request_ends_the_run_after_one_step() -> None:
             stop.set()
 
     model = build_model("mlp", in_channels=1, image_size=16, latent=8)
-    result = train(model, _images(), None, TrainConfig(epochs=5, batch_size=8), on_event=on_event,
-                   stop=stop)
+    result = train(
+        model, _images(), None, TrainConfig(epochs=5, batch_size=8), on_event=on_event, stop=stop
+    )
     assert result.stopped
     assert result.steps == 1
     assert steps == [1]
