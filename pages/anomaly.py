@@ -116,8 +116,7 @@ if stats:
         default_k,
         0.1,
         key="anomaly_k",
-        help=f"threshold = mean + k * std of the training errors "
-        f"(mean {stats['mean']:.6f}, std {stats['std']:.6f}).",
+        help=workbench.threshold_help(stats),
     )
     threshold = workbench.default_threshold(metadata, k)
 else:
@@ -153,7 +152,7 @@ flagged = sum(item.flagged for item in ranking)
 cols = st.columns(4)
 cols[0].metric("Paintings scored", len(ranking))
 cols[1].metric("Flagged as anomalous", flagged)
-cols[2].metric("Threshold (MSE)", f"{threshold:.6f}")
+cols[2].metric(f"Threshold ({workbench.score_label(stats)})", f"{threshold:.6f}")
 st.caption(
     f"Images resized to {run.image_size} x {run.image_size} (shorter side, then center crop), "
     f"as in the checkpoint's evaluation. Scoring took {run.seconds:.1f} s."

@@ -84,7 +84,7 @@ def _blur(batch: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def _score_batch(
-    model: nn.Module, batch: torch.Tensor, kind: str, blur_sigma: float
+    model: nn.Module, batch: torch.Tensor, kind: str, blur_sigma: float, ssim_sigma: float = 1.5
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return per-image scores (B,) and channel-mean squared error maps (B, H, W)."""
     reconstruction = model(batch)
@@ -98,7 +98,7 @@ def _score_batch(
     if kind == "mse":
         scores = squared_error.mean(dim=(1, 2, 3))
     elif kind == "ssim":
-        scores = 1.0 - ssim(reconstruction.clamp(0, 1), batch)
+        scores = 1.0 - ssim(reconstruction.clamp(0, 1), batch, sigma=ssim_sigma)
     else:
         blurred_error = (_blur(reconstruction, blur_sigma) - _blur(batch, blur_sigma)) ** 2
         scores = blurred_error.mean(dim=(1, 2, 3))
@@ -120,6 +120,7 @@ def score_images(
     device: str | torch.device | None = None,
     score: str = "mse",
     blur_sigma: float = 1.0,
+    ssim_sigma: float = 1.5,
     progress: ProgressCallback | None = None,
     keep_maps: bool = True,
 ) -> AnomalyScores:
@@ -150,7 +151,7 @@ def score_images(
                 batch_indices = indices[start : start + batch_size]
                 batch = torch.stack([image_list[i] for i in batch_indices])
                 batch = batch.to(run_device, torch.float32)
-                batch_scores, batch_maps = _score_batch(model, batch, score, blur_sigma)
+                batch_scores, batch_maps = _score_batch(model, batch, score, blur_sigma, ssim_sigma)
                 scores[batch_indices] = batch_scores.double().cpu().numpy()
                 if keep_maps:
                     for i, error_map in zip(batch_indices, batch_maps.cpu().numpy(), strict=True):
@@ -169,6 +170,7 @@ def score_images_loop(
     device: str | torch.device | None = None,
     score: str = "mse",
     blur_sigma: float = 1.0,
+    ssim_sigma: float = 1.5,
     progress: ProgressCallback | None = None,
     keep_maps: bool = True,
 ) -> AnomalyScores:
@@ -185,13 +187,65 @@ def score_images_loop(
     with torch.inference_mode():
         for index, image in enumerate(image_list):
             batch = image.unsqueeze(0).to(run_device, torch.float32)
-            image_score, error_map = _score_batch(model, batch, score, blur_sigma)
+            image_score, error_map = _score_batch(model, batch, score, blur_sigma, ssim_sigma)
             scores[index] = float(image_score[0])
             if keep_maps:
                 maps.append(error_map[0].cpu().numpy().astype(np.float32))
             if progress is not None:
                 progress(index + 1, len(image_list))
     return AnomalyScores(scores, maps, score)
+
+
+def normal_statistics(
+    scores: np.ndarray | Sequence[float],
+    *,
+    score: str = "mse",
+    k: float = 1.0,
+    space: str = "linear",
+    ssim_sigma: float = 1.5,
+) -> dict[str, float | int | str]:
+    """Summarise the scores of normal images into the statistics a checkpoint stores.
+
+    With space "log" the mean and std (ddof=1) are of log(score), which suits positive, skewed
+    scores such as 1 - SSIM; with "linear" they are of the scores (ddof=0, as the reference did).
+    """
+    values = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if values.size < 2:
+        raise ValueError(f"Need at least 2 normal scores for a threshold, got {values.size}.")
+    if space == "log":
+        if np.any(values <= 0):
+            raise ValueError("Log-space statistics need positive scores.")
+        values, ddof = np.log(values), 1
+    elif space == "linear":
+        ddof = 0
+    else:
+        raise ValueError(f"Unknown statistics space {space!r}; use 'linear' or 'log'.")
+    stats = {
+        "score": score,
+        "space": space,
+        "ssim_sigma": ssim_sigma,
+        "normal_count": int(values.size),
+        "mean": float(values.mean()),
+        "std": float(values.std(ddof=ddof)),
+        "k": float(k),
+    }
+    stats["threshold"] = threshold_from_statistics(stats)
+    return stats
+
+
+def threshold_from_statistics(stats: dict, k: float | None = None) -> float:
+    """Return the threshold mean + k * std in the statistics' space, as a score.
+
+    `k` defaults to the stored k. In log space the threshold is exp(mean + k * std).
+    """
+    chosen_k = float(stats.get("k", 1.0) if k is None else k)
+    value = float(stats["mean"]) + chosen_k * float(stats["std"])
+    return math.exp(value) if stats.get("space") == "log" else value
+
+
+def score_kwargs(stats: dict) -> dict:
+    """Return the score_images settings that reproduce the scores behind `stats`."""
+    return {"score": stats.get("score", "mse"), "ssim_sigma": float(stats.get("ssim_sigma", 1.5))}
 
 
 def threshold_from_errors(

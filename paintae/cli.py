@@ -232,8 +232,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         size = metadata.get("data", {}).get("image_size", 256)
         normal = data.resize_square(data.load_painting_folder(args.normal).images, size)
         odd = data.resize_square(data.load_painting_folder(args.anomalous).images, size)
+        options = anomaly.score_kwargs(metadata.get("anomaly", {}))
         scores = np.concatenate(
-            [anomaly.score_images(model, x, keep_maps=False).scores for x in (normal, odd)]
+            [
+                anomaly.score_images(model, x, keep_maps=False, **options).scores
+                for x in (normal, odd)
+            ]
         )
         labels = np.concatenate([np.zeros(len(normal)), np.ones(len(odd))])
         point, low, high = metrics.bootstrap_auroc(scores, labels)
@@ -302,12 +306,11 @@ def cmd_rank(args: argparse.Namespace) -> int:
         model,
         batch,
         keep_maps=False,
-        score=stats.get("score", "mse"),
+        **anomaly.score_kwargs(stats),
         progress=lambda done, total: bar.update(done - bar.n),
     ).scores
     bar.close()
-    k = stats["k"] if args.k is None else args.k
-    threshold = stats["mean"] + k * stats["std"]
+    threshold = anomaly.threshold_from_statistics(stats, args.k)
     names = [str(p.relative_to(args.folder)) for p in paintings.paths]
     ranked = anomaly.rank(scores, names, threshold)
     for item in ranked:

@@ -8,6 +8,7 @@ binary labels where 1 marks an anomaly and 0 a normal image.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,8 +50,10 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return peak_signal_noise_ratio(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
 
 
-def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Compute per-image SSIM (Gaussian window, sigma 1.5, data range 1) with torchmetrics.
+def ssim(pred: torch.Tensor, target: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
+    """Compute per-image SSIM (Gaussian window of `sigma` pixels, data range 1) with torchmetrics.
+
+    The window spans 2 * ceil(3 * sigma) + 1 pixels: 11 for the standard sigma of 1.5.
 
     Accepts (N, C, H, W) or (C, H, W) and returns shape (N,) or (1,). Raises ValueError for images
     with a side shorter than SSIM_MIN_SIDE pixels.
@@ -62,7 +65,15 @@ def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             f"SSIM needs images of at least {SSIM_MIN_SIDE}x{SSIM_MIN_SIDE} pixels, got "
             f"{height}x{width}; use PSNR or MSE for smaller images."
         )
-    return structural_similarity_index_measure(pred, target, data_range=1.0, reduction="none")
+    kernel = 2 * math.ceil(3 * sigma) + 1
+    if kernel // 2 >= min(height, width):
+        raise ValueError(
+            f"SSIM with sigma {sigma} needs images larger than {kernel // 2} pixels, got "
+            f"{height}x{width}."
+        )
+    return structural_similarity_index_measure(
+        pred, target, data_range=1.0, reduction="none", sigma=sigma, kernel_size=kernel
+    )
 
 
 def _to_numpy(values: ArrayLike) -> np.ndarray:

@@ -148,10 +148,11 @@ class UNetDenoiser(Autoencoder):
 
 
 class BottleneckConvAutoencoder(Autoencoder):
-    """Improved anomaly model: strided encoder to a `latent`-channel map at 1/8 size, no skips.
+    """Improved anomaly model: three strided stages to a `latent`-channel map at 1/8 size, no skips.
 
     Without skip connections every detail has to pass the bottleneck, so textures unlike the
-    training paintings reconstruct badly, which is the anomaly signal.
+    training paintings reconstruct badly, which is the anomaly signal. Stages are 4x4 stride-2
+    convolutions with BatchNorm and LeakyReLU(0.2), mirrored by transposed convolutions.
     """
 
     fully_convolutional = True
@@ -161,28 +162,30 @@ class BottleneckConvAutoencoder(Autoencoder):
         super().__init__(config)
         channels, latent = config["in_channels"], config["latent"]
         width = config.get("width", 32)
-        self.encoder = nn.Sequential(
-            _conv(channels, width, stride=2),
-            _conv(width, 2 * width, stride=2),
-            _conv(2 * width, 4 * width, stride=2),
-            nn.Conv2d(4 * width, latent, 3, padding=1),
-        )
-        self.decoder = nn.Sequential(
-            _conv(latent, 4 * width),
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            _conv(4 * width, 2 * width),
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            _conv(2 * width, width),
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            nn.Conv2d(width, channels, 3, padding=1),
-            nn.Sigmoid(),
-        )
+        widths = (width, 2 * width, 4 * width)
+        encoder: list[nn.Module] = []
+        previous = channels
+        for out in widths:
+            encoder += [nn.Conv2d(previous, out, 4, stride=2, padding=1), *_norm_act(out)]
+            previous = out
+        encoder.append(nn.Conv2d(previous, latent, 1))  # (N, latent, H/8, W/8)
+        self.encoder = nn.Sequential(*encoder)
+
+        decoder: list[nn.Module] = [nn.Conv2d(latent, widths[-1], 1), *_norm_act(widths[-1])]
+        for c_in, c_out in ((widths[2], widths[1]), (widths[1], widths[0])):
+            decoder += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), *_norm_act(c_out)]
+        decoder += [nn.ConvTranspose2d(widths[0], channels, 4, stride=2, padding=1), nn.Sigmoid()]
+        self.decoder = nn.Sequential(*decoder)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
+
+
+def _norm_act(channels: int) -> tuple[nn.Module, nn.Module]:
+    return nn.BatchNorm2d(channels), nn.LeakyReLU(0.2, inplace=True)
 
 
 @dataclass(frozen=True)
@@ -239,9 +242,9 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "conv-bottleneck",
             "anomaly",
             "improved",
-            "Strided encoder to a 1/8-size latent map, no skips, Sigmoid output.",
+            "Three strided stages to a 16-channel map at 1/8 size, no skips.",
             BottleneckConvAutoencoder,
-            lambda channels: 32,
+            lambda channels: 16,
             (("width", 32),),
         ),
     )

@@ -10,7 +10,6 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from paintae import anomaly, data, metrics
@@ -20,7 +19,6 @@ from paintae.trainer import TrainConfig, TrainResult, evaluate_loss, make_input
 logger = logging.getLogger(__name__)
 
 DATASETS = ("fashion-mnist", "paintings")
-DEFAULT_THRESHOLD_K = 1.0
 
 
 @dataclass
@@ -41,6 +39,13 @@ class RunSettings:
     crops_per_epoch: int = 512
     train_limit: int | None = None  # use at most this many training images (Fashion-MNIST)
     test_fraction: float = 0.2  # paintings held out for the test split
+    # Anomaly models: the score and the space of the threshold statistics. 1 - SSIM with a wide
+    # window (sigma 3 px) separated Munch from Van Gogh far better than pixel MSE on held-out
+    # paintings (AUROC 0.89 against 0.70 for the same model).
+    anomaly_score: str = "ssim"
+    anomaly_space: str = "log"
+    anomaly_k: float = 1.5
+    ssim_sigma: float = 3.0
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -146,7 +151,7 @@ def finish_run(prepared: PreparedRun, result: TrainResult) -> dict:
     }
     if settings.family == "anomaly":
         reference = prepared.val_data if prepared.val_data is not None else prepared.train_data
-        metadata["anomaly"] = threshold_statistics(model, reference)
+        metadata["anomaly"] = threshold_statistics(model, reference, settings)
     return metadata
 
 
@@ -171,19 +176,28 @@ def denoising_metrics(
 
 
 def threshold_statistics(
-    model: Autoencoder, normal_images: torch.Tensor, score: str = "mse"
-) -> dict[str, float | str]:
-    """Score normal images and return their error mean, std and the default threshold."""
-    scores = anomaly.score_images(model, normal_images, score=score, keep_maps=False).scores
-    mean, std = float(np.mean(scores)), float(np.std(scores))
-    return {
-        "score": score,
-        "normal_count": len(scores),
-        "mean": mean,
-        "std": std,
-        "k": DEFAULT_THRESHOLD_K,
-        "threshold": mean + DEFAULT_THRESHOLD_K * std,
-    }
+    model: Autoencoder, normal_images: torch.Tensor, settings: RunSettings
+) -> dict[str, float | int | str]:
+    """Score the training paintings and return the statistics behind the default threshold.
+
+    The training paintings, not a handful of held-out ones, set the threshold: with about 60
+    Munch paintings a validation split of 12 gave unstable statistics, and the training and test
+    errors of the crop-trained model are close.
+    """
+    scores = anomaly.score_images(
+        model,
+        normal_images,
+        score=settings.anomaly_score,
+        ssim_sigma=settings.ssim_sigma,
+        keep_maps=False,
+    ).scores
+    return anomaly.normal_statistics(
+        scores,
+        score=settings.anomaly_score,
+        k=settings.anomaly_k,
+        space=settings.anomaly_space,
+        ssim_sigma=settings.ssim_sigma,
+    )
 
 
 def _load_paintings(settings: RunSettings) -> data.PaintingSet:

@@ -443,7 +443,10 @@ def score_paintings(
     progress: anomaly.ProgressCallback | None = None,
     folder: Path | None = None,
 ) -> AnomalyRun:
-    """Resize paintings like the model's evaluation (resize_square) and score them by MSE.
+    """Resize paintings like the model's evaluation (resize_square) and score them.
+
+    The score kind (MSE, or 1 - SSIM with the stored window) is the one behind the checkpoint's
+    threshold statistics, so scores and threshold are comparable.
 
     `progress(done, total)` is called after each scored batch.
     Raises ValueError when the model cannot take the images (e.g. a size it does not support).
@@ -455,7 +458,8 @@ def score_paintings(
     if channels == 1:
         inputs = TF.rgb_to_grayscale(inputs, num_output_channels=1)
     try:
-        scored = anomaly.score_images(model, inputs, score="mse", progress=progress)
+        options = anomaly.score_kwargs(metadata.get("anomaly") or {})
+        scored = anomaly.score_images(model, inputs, progress=progress, **options)
     except RuntimeError as error:
         raise ValueError(
             f"The model could not score {size} x {size} images: {error}. Choose a checkpoint "
@@ -497,16 +501,36 @@ def binary_labels(run: AnomalyRun, normal_class: str | None) -> list[int] | None
     return [0 if index == normal else 1 for index in run.class_index]
 
 
-def default_threshold(metadata: dict, k: float | None = None) -> float | None:
-    """Return mean + k * std of the normal training errors stored in the checkpoint.
+def score_label(stats: dict) -> str:
+    """Return a short name of the checkpoint's anomaly score for labels."""
+    if stats.get("score") == "ssim":
+        return f"1 - SSIM, sigma {stats.get('ssim_sigma', 1.5):g} px"
+    return {"blur-mse": "MSE after blur"}.get(stats.get("score", "mse"), "MSE")
 
-    `k` defaults to the checkpoint's own k. Returns None when the checkpoint has no statistics.
+
+def threshold_help(stats: dict) -> str:
+    """Return help text that says how the threshold follows from k."""
+    if stats.get("space") == "log":
+        return (
+            "threshold = exp(mean + k * std) of the log-scores of the training paintings "
+            f"(mean {stats['mean']:.4f}, std {stats['std']:.4f})."
+        )
+    return (
+        "threshold = mean + k * std of the training errors "
+        f"(mean {stats['mean']:.6f}, std {stats['std']:.6f})."
+    )
+
+
+def default_threshold(metadata: dict, k: float | None = None) -> float | None:
+    """Return mean + k * std of the normal training scores stored in the checkpoint.
+
+    In log space (1 - SSIM scores) the threshold is exp(mean + k * std) of log-scores. `k`
+    defaults to the checkpoint's own k. Returns None when the checkpoint has no statistics.
     """
     stats = metadata.get("anomaly") or {}
     if "mean" not in stats or "std" not in stats:
         return None
-    chosen_k = stats.get("k", 1.0) if k is None else k
-    return float(stats["mean"]) + float(chosen_k) * float(stats["std"])
+    return anomaly.threshold_from_statistics(stats, k)
 
 
 @dataclass

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from paintae import anomaly
 from paintae.anomaly import (
     RankedItem,
     rank,
@@ -153,3 +154,33 @@ def test_ranking_csv_round_trips_awkward_names():
 def test_ranking_csv_without_labels_has_four_columns():
     text = ranking_csv([RankedItem(rank=1, name="a", score=1.0, flagged=True)])
     assert text.splitlines()[0] == "rank,name,score,flagged"
+
+
+def test_normal_statistics_log_space_threshold() -> None:
+    scores = np.array([0.1, 0.2, 0.4, 0.8])
+    stats = anomaly.normal_statistics(scores, score="ssim", k=1.5, space="log", ssim_sigma=3.0)
+    logs = np.log(scores)
+    expected = float(np.exp(logs.mean() + 1.5 * logs.std(ddof=1)))
+    assert stats["threshold"] == pytest.approx(expected)
+    assert anomaly.threshold_from_statistics(stats, k=0.0) == pytest.approx(np.exp(logs.mean()))
+    assert anomaly.score_kwargs(stats) == {"score": "ssim", "ssim_sigma": 3.0}
+
+
+def test_normal_statistics_linear_matches_reference_rule() -> None:
+    scores = np.array([1.0, 2.0, 3.0])
+    stats = anomaly.normal_statistics(scores, k=1.0)
+    assert stats["threshold"] == pytest.approx(scores.mean() + scores.std(ddof=0))
+    assert stats["space"] == "linear"
+
+
+@pytest.mark.parametrize(
+    ("scores", "space", "message"),
+    [
+        ([0.5], "linear", "at least 2"),
+        ([0.0, 1.0], "log", "positive"),
+        ([1.0, 2.0], "cube", "space"),
+    ],
+)
+def test_normal_statistics_rejects_bad_input(scores: list, space: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        anomaly.normal_statistics(scores, space=space)
