@@ -45,6 +45,9 @@ class TrainConfig:
     task: str = "reconstruct"  # "denoise" feeds noisy images and targets the clean ones
     noise_kind: str = "gaussian"
     noise_level: float = 0.2
+    # (low, high): training batches draw their noise level uniformly from this range, so one
+    # model serves a whole noise slider. Evaluation and samples keep `noise_level`.
+    noise_level_range: tuple[float, float] | None = None
     schedule: str = "constant"  # or "cosine": decays the learning rate to 0 over all steps
     seed: int = 0
     log_every: int = 20  # steps between step events; a slow step always emits one
@@ -63,6 +66,12 @@ class TrainConfig:
             (0 <= self.noise_level <= 1, f"noise level must be in [0, 1], got {self.noise_level}"),
             (self.schedule in ("constant", "cosine"), f"unknown schedule {self.schedule!r}"),
             (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
+            (
+                self.noise_level_range is None
+                or 0 <= self.noise_level_range[0] <= self.noise_level_range[1] <= 1,
+                f"noise level range must satisfy 0 <= low <= high <= 1, "
+                f"got {self.noise_level_range}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -110,12 +119,23 @@ EventHandler = Callable[[StepEvent | EpochEvent], None]
 
 
 def make_input(
-    clean: torch.Tensor, config: TrainConfig, generator: torch.Generator | None = None
+    clean: torch.Tensor,
+    config: TrainConfig,
+    generator: torch.Generator | None = None,
+    *,
+    training: bool = False,
 ) -> torch.Tensor:
-    """Return the model input for a clean batch: itself, or a noisy copy for denoising."""
-    if config.task == "denoise":
-        return add_noise(clean, config.noise_kind, config.noise_level, generator=generator)
-    return clean
+    """Return the model input for a clean batch: itself, or a noisy copy for denoising.
+
+    With `training` and a `noise_level_range`, the batch's level is drawn from that range.
+    """
+    if config.task != "denoise":
+        return clean
+    level = config.noise_level
+    if training and config.noise_level_range is not None:
+        low, high = config.noise_level_range
+        level = low + (high - low) * float(torch.rand((), generator=generator))
+    return add_noise(clean, config.noise_kind, level, generator=generator)
 
 
 def evaluate_loss(
@@ -200,7 +220,9 @@ def train(
         loss_sum, seen = 0.0, 0
         window_images, window_start = 0, time.perf_counter()
         for clean in _batches(train_data, config.batch_size, shuffle=True, generator=generator):
-            inputs = make_input(clean, config, generator).to(device, non_blocking=True)
+            inputs = make_input(clean, config, generator, training=True).to(
+                device, non_blocking=True
+            )
             target = clean.to(device, non_blocking=True)
             loss = nn.functional.mse_loss(model(inputs), target)
             if not math.isfinite(loss.item()):
