@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="1 epoch on small subsets: checks the pipeline, figures meaningless",
     )
+    again.add_argument(
+        "--max-epochs", type=int, help="cap the reference-design runs at this many epochs (default: no cap)"
+    )
 
     info = commands.add_parser("info", help="print a checkpoint's metadata as JSON")
     info.add_argument("checkpoint", type=Path)
@@ -327,7 +330,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if root is None:
         raise ValueError(f"Set ${config.DATA_ENV} or --data-root to the folder with the real data.")
     rows = experiments.reproduce(
-        root, quick=args.quick, only=args.only, progress=lambda message: print(message, flush=True)
+        root,
+        quick=args.quick,
+        max_epochs=args.max_epochs,
+        only=args.only,
+        progress=lambda message: print(message, flush=True),
     )
     table = experiments.rows_to_markdown(rows)
     print(table)

@@ -9,14 +9,18 @@ metadata the app writes. Training times are for a 2-core CPU.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import paintae  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads)
-from paintae import checkpoints, config
-from paintae.runs import RunSettings, finish_run, prepare_run
-from paintae.trainer import TrainConfig, train
+# Make the repository's package importable when the script runs as `python scripts/...`.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import paintae  # noqa: E402, F401  (sets OMP_WAIT_POLICY before torch loads)
+from paintae import checkpoints, config  # noqa: E402
+from paintae.runs import RunSettings, finish_run, prepare_run  # noqa: E402
+from paintae.trainer import TrainConfig, train  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -77,7 +81,7 @@ RECIPES = [
         "unet",
         "paintings",
         TrainConfig(
-            epochs=12, batch_size=16, lr=2e-3, schedule="cosine", noise_level_range=(0.05, 0.25)
+            epochs=20, batch_size=16, lr=2e-3, schedule="cosine", noise_level_range=(0.05, 0.25)
         ),
         folder="paintings",
         options={"image_size": 256, "crop": 64, "crops_per_epoch": 512},
