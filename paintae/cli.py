@@ -113,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="1 epoch on small subsets: checks the pipeline, figures meaningless",
     )
     again.add_argument(
-        "--max-epochs", type=int, help="cap the reference-design runs at this many epochs (default: no cap)"
+        "--max-epochs",
+        type=int,
+        help="cap the reference-design runs at this many epochs (default: no cap)",
     )
 
     info = commands.add_parser("info", help="print a checkpoint's metadata as JSON")
