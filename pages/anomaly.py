@@ -24,7 +24,12 @@ ui.data_root_caption(root)
 
 # -- settings --------------------------------------------------------------------------------
 info = ui.checkpoint_picker("anomaly", key="anomaly_checkpoint", label="Anomaly checkpoint")
-source = st.sidebar.radio("Paintings", (FOLDER, UPLOAD_FILES, UPLOAD_FOLDER), key="anomaly_source")
+source = st.sidebar.radio(
+    "Paintings",
+    (FOLDER, UPLOAD_FILES, UPLOAD_FOLDER),
+    index=0 if root is not None else 1,
+    key="anomaly_source",
+)
 folder_text, uploads = None, []
 if source == FOLDER:
     known = workbench.painting_folders(root, include_root=True)
@@ -163,7 +168,10 @@ if labels is not None:
     groups = {
         name: run.scores[np.asarray(run.class_index) == i] for i, name in enumerate(run.class_names)
     }
-st.plotly_chart(workbench.score_histogram(run.scores, threshold, groups), key="anomaly_histogram")
+st.plotly_chart(
+    workbench.score_histogram(run.scores, threshold, groups, workbench.score_label(stats)),
+    key="anomaly_histogram",
+)
 
 if labels is not None:
     anomalies = [name for name in run.class_names if name != normal_class]

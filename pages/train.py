@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from paintae import config, jobs, ui, workbench
+from paintae import config, data, jobs, ui, workbench
 from paintae.jobs import JobLimitError
 from paintae.models import FAMILIES, MODEL_SPECS, MODELS_BY_FAMILY
 from paintae.noise import NOISE_KINDS
@@ -62,9 +62,17 @@ elif dataset == UPLOAD:
 channels = 1 if dataset == FASHION else 3
 train_limit = None
 crop, crops_per_epoch = 64, 512
+download = False
 if dataset == FASHION:
     image_size = 28
     sidebar.caption("Fashion-MNIST images are 28 x 28 gray.")
+    if not data.fashion_mnist_available(root):
+        download = sidebar.checkbox(
+            "Download Fashion-MNIST if missing (needs internet)",
+            value=False,
+            key="train_download",
+            help=f"Saves about 30 MB under {root or config.default_download_root()}.",
+        )
     train_limit = sidebar.number_input(
         "Training images",
         256,
@@ -139,6 +147,7 @@ if start:
             crop=int(crop),
             crops_per_epoch=int(crops_per_epoch),
             train_limit=int(train_limit) if train_limit else None,
+            download=download,
             train=TrainConfig(
                 epochs=int(epochs),
                 batch_size=int(batch_size),

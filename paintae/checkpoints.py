@@ -72,6 +72,28 @@ def validate_name(name: str) -> str:
     return cleaned
 
 
+def resolve(reference: str | Path) -> Path:
+    """Return the file for a checkpoint path or a checkpoint name as the app lists it.
+
+    A name is looked up in `config.checkpoint_dirs()`. Raises CheckpointError naming the
+    folders searched when neither exists.
+    """
+    path = Path(reference).expanduser()
+    if path.is_file():
+        return path
+    stem = path.name[: -len(SUFFIX)] if path.name.endswith(SUFFIX) else path.name
+    if path.parent == Path("."):
+        for folder in config.checkpoint_dirs():
+            candidate = folder / f"{stem}{SUFFIX}"
+            if candidate.is_file():
+                return candidate
+    searched = ", ".join(str(folder) for folder in config.checkpoint_dirs())
+    raise CheckpointError(
+        f"Checkpoint {str(reference)!r} not found: give a file path or the name of a checkpoint "
+        f"in {searched}."
+    )
+
+
 def checkpoint_path(name: str, folder: Path | None = None) -> Path:
     return (folder or config.user_checkpoint_dir()) / f"{validate_name(name)}{SUFFIX}"
 

@@ -65,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--crops-per-epoch", type=int, default=512, help="random crops per epoch (default: 512)"
     )
     fit.add_argument("--train-limit", type=int, help="use at most this many training images")
+    fit.add_argument(
+        "--download",
+        action="store_true",
+        help="download Fashion-MNIST when it is missing (needs internet)",
+    )
     _add_training_options(fit)
     fit.add_argument("--name", required=True, help="checkpoint name (letters, digits, . _ -)")
     fit.add_argument("--out", type=Path, help="checkpoint folder (default: user folder)")
@@ -189,6 +194,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         crop=args.crop or None,
         crops_per_epoch=args.crops_per_epoch,
         train_limit=args.train_limit,
+        download=args.download,
         train=TrainConfig(
             epochs=args.epochs,
             batch_size=args.batch_size,
@@ -230,7 +236,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    model, metadata = checkpoints.load_checkpoint(args.checkpoint)
+    model, metadata = checkpoints.load_checkpoint(checkpoints.resolve(args.checkpoint))
     if metadata.get("family") == "anomaly" or args.normal or args.anomalous:
         if not (args.normal and args.anomalous):
             raise ValueError("Anomaly checkpoints need --normal and --anomalous painting folders.")
@@ -277,7 +283,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_denoise(args: argparse.Namespace) -> int:
-    model, metadata = checkpoints.load_checkpoint(args.checkpoint)
+    model, metadata = checkpoints.load_checkpoint(checkpoints.resolve(args.checkpoint))
     clean = images.to_tensor(images.load_image(args.image))
     noisy = clean
     if args.add_noise > 0:
@@ -295,7 +301,7 @@ def cmd_denoise(args: argparse.Namespace) -> int:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    model, metadata = checkpoints.load_checkpoint(args.checkpoint)
+    model, metadata = checkpoints.load_checkpoint(checkpoints.resolve(args.checkpoint))
     stats = metadata.get("anomaly")
     if not stats:
         raise ValueError(
@@ -347,6 +353,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    metadata = checkpoints.read_metadata(args.checkpoint)
+    metadata = checkpoints.read_metadata(checkpoints.resolve(args.checkpoint))
     print(json.dumps(metadata, indent=2))
     return 0

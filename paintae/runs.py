@@ -38,6 +38,7 @@ class RunSettings:
     crop: int | None = 64
     crops_per_epoch: int = 512
     train_limit: int | None = None  # use at most this many training images (Fashion-MNIST)
+    download: bool = False  # let torchvision download Fashion-MNIST when it is missing
     test_fraction: float = 0.2  # paintings held out for the test split
     # Anomaly models: the score and the space of the threshold statistics. 1 - SSIM with a wide
     # window (sigma 3 px) separated Munch from Van Gogh far better than pixel MSE on held-out
@@ -82,9 +83,10 @@ def prepare_run(settings: RunSettings) -> PreparedRun:
                 f"Fashion-MNIST images are 28 x 28; got image size {settings.image_size}."
             )
         settings.image_size = 28
-        train_x, _ = data.load_fashion_mnist("train", settings.data_root)
-        val_x, _ = data.load_fashion_mnist("val", settings.data_root)
-        test_x, _ = data.load_fashion_mnist("test", settings.data_root)
+        root, download = settings.data_root, settings.download
+        train_x, _ = data.load_fashion_mnist("train", root, download=download)
+        val_x, _ = data.load_fashion_mnist("val", root, download=download)
+        test_x, _ = data.load_fashion_mnist("test", root, download=download)
         if settings.train_limit:
             train_x = train_x[: settings.train_limit]
         channels = 1

@@ -605,7 +605,10 @@ def loss_figure(step_losses: Sequence[tuple[int, float]], epochs: Sequence[dict]
 
 
 def score_histogram(
-    scores: np.ndarray, threshold: float, groups: dict[str, np.ndarray] | None = None
+    scores: np.ndarray,
+    threshold: float,
+    groups: dict[str, np.ndarray] | None = None,
+    score_name: str = "MSE",
 ) -> go.Figure:
     """Histogram of anomaly scores (one trace per group) with a vertical threshold line."""
     figure = go.Figure()
@@ -614,7 +617,7 @@ def score_histogram(
     figure.add_vline(x=threshold, line_dash="dash", line_color="red", annotation_text="threshold")
     figure.update_layout(
         barmode="overlay",
-        xaxis_title="anomaly score (reconstruction MSE)",
+        xaxis_title=f"anomaly score ({score_name})",
         yaxis_title="paintings",
         height=320,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},

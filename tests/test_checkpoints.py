@@ -146,3 +146,15 @@ def test_failed_save_keeps_old_file_and_leaves_no_temporary(
         save_checkpoint(tmp_path / "keep", _model(), {"version": 2}, overwrite=True)
     assert read_metadata(tmp_path / "keep.safetensors")["version"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["keep.safetensors"]
+
+
+def test_resolve_finds_checkpoint_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from paintae.checkpoints import resolve
+
+    monkeypatch.setenv("PAINTAE_CHECKPOINTS", str(tmp_path))
+    path = save_checkpoint(tmp_path / "named", _model(), {})
+    assert resolve("named") == path
+    assert resolve("named.safetensors") == path
+    assert resolve(path) == path
+    with pytest.raises(CheckpointError, match="not found: give a file path"):
+        resolve("absent")
