@@ -597,6 +597,8 @@ def loss_figure(step_losses: Sequence[tuple[int, float]], epochs: Sequence[dict]
         xaxis_title="step",
         yaxis_title="MSE per image",
         yaxis_type="log",
+        # Full values on every tick: plotly otherwise labels minor log ticks with bare digits.
+        yaxis_tickformat=".2g",
         height=340,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
         legend={"orientation": "h", "y": 1.12},
