@@ -64,7 +64,7 @@ def validate_name(name: str) -> str:
     cleaned = name.strip()
     if cleaned.endswith(SUFFIX):
         cleaned = cleaned[: -len(SUFFIX)]
-    if not NAME_PATTERN.match(cleaned):
+    if not NAME_PATTERN.fullmatch(cleaned):
         raise ValueError(
             f"Invalid checkpoint name {name!r}: use 1 to 64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit."
@@ -141,7 +141,18 @@ def save_checkpoint(
             file.write(blob)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
+        if overwrite:
+            os.replace(temporary, path)
+        else:
+            # link() fails when the name exists, so two saves racing for one new name cannot
+            # both succeed, unlike an exists() check followed by a rename.
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                raise FileExistsError(
+                    f"Checkpoint {path} already exists; choose another name or overwrite."
+                ) from None
+            Path(temporary).unlink()
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
@@ -185,13 +196,16 @@ def load_checkpoint(
     except (SafetensorError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{label} is not a valid safetensors checkpoint: {error}") from error
     metadata = _parse_header(header, label)
+    weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
     try:
+        # Shapes are checked on the meta device first, so metadata that describes a huge model
+        # cannot make this process allocate it: only a model the file's tensors fill is built.
+        with torch.device("meta"):
+            skeleton = build_from_config(metadata["model"])
+        _check_state(skeleton, weights, label)
         model = build_from_config(metadata["model"])
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{label} describes an invalid model: {error}") from error
-
-    weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
-    _check_state(model, weights, label)
     model.load_state_dict(weights, strict=True)
     model.eval()
     metadata["_optimizer"] = {
@@ -265,12 +279,27 @@ def _parse_header(raw: str | None, label: str) -> dict:
         metadata = json.loads(raw)
     except json.JSONDecodeError as error:
         raise CheckpointError(f"{label} has corrupt metadata: {error}") from error
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+    if not isinstance(metadata, dict):
+        kind = type(metadata).__name__
+        raise CheckpointError(f"{label} has metadata of type {kind}, not a JSON object.")
+    if metadata.get("format") != FORMAT:
         raise CheckpointError(
             f"{label} has format {metadata.get('format')!r}, expected {FORMAT!r}."
         )
     if not isinstance(metadata.get("model"), dict) or "name" not in metadata["model"]:
         raise CheckpointError(f"{label} names no model in its metadata.")
+    for key in ("data", "train_config", "history", "test_metrics", "anomaly"):
+        if key in metadata and not isinstance(metadata[key], dict):
+            raise CheckpointError(f"{label} has invalid metadata: {key!r} is not an object.")
+    for key, value in metadata.get("test_metrics", {}).items():
+        if not isinstance(value, int | float):
+            raise CheckpointError(f"{label} has a non-numeric test metric {key!r}: {value!r}.")
+    stats = metadata.get("anomaly", {})
+    for key in ("mean", "std", "k", "threshold", "ssim_sigma"):
+        if key in stats and not isinstance(stats[key], int | float):
+            raise CheckpointError(f"{label} has a non-numeric anomaly {key!r}: {stats[key]!r}.")
+    if stats.get("space", "linear") not in ("linear", "log"):
+        raise CheckpointError(f"{label} has an unknown anomaly space {stats['space']!r}.")
     return metadata
 
 

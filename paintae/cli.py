@@ -7,8 +7,10 @@ with a one-line message and exit status 2 instead of a traceback.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -167,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except (
+        IsADirectoryError,
         ValueError,
         FileNotFoundError,
         NotADirectoryError,
@@ -207,6 +210,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             device=args.device,
         ),
     )
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise NotADirectoryError(f"--out {args.out} is a file: give a folder for the checkpoint.")
     target = checkpoints.checkpoint_path(args.name, args.out)
     if target.exists() and not args.overwrite:
         raise FileExistsError(
@@ -282,15 +287,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def write_atomic(path: Path, content: bytes) -> None:
+    """Write `content` to a temporary file beside `path`, then rename it into place."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: give a file name for the output.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_bytes(content)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def cmd_denoise(args: argparse.Namespace) -> int:
+    if args.out.resolve() == args.image.resolve():
+        raise ValueError(f"--out {args.out} is the input image; choose another output file.")
     model, metadata = checkpoints.load_checkpoint(checkpoints.resolve(args.checkpoint))
     clean = images.to_tensor(images.load_image(args.image))
     noisy = clean
     if args.add_noise > 0:
         noisy = add_noise(clean, args.noise, args.add_noise, seed=args.seed)
     output = denoise.denoise_image(model, noisy)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    images.to_pil(output).save(args.out)
+    buffer = io.BytesIO()
+    images.to_pil(output).save(buffer, format="PNG")
+    write_atomic(args.out, buffer.getvalue())
     if args.add_noise > 0:
         print(
             f"PSNR noisy {metrics.psnr(noisy, clean).item():.2f} dB, "
@@ -307,6 +328,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{args.checkpoint} is not an anomaly checkpoint (no threshold statistics)."
         )
+    if args.csv is not None and args.csv.is_dir():
+        raise IsADirectoryError(f"--csv {args.csv} is a folder: give a file name for the CSV.")
+    args.folder = args.folder.resolve()
     paintings = data.load_painting_folder(args.folder)
     for name, reason in paintings.skipped:
         print(f"skipped {name}: {reason}", file=sys.stderr)
@@ -328,7 +352,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         flag = "ANOMALY" if item.flagged else ""
         print(f"{item.rank:4d}  {item.score:.6f}  {flag:7s}  {item.name}")
     if args.csv:
-        args.csv.write_text(anomaly.ranking_csv(ranked))
+        write_atomic(args.csv, anomaly.ranking_csv(ranked).encode())
         print(f"wrote {args.csv}")
     return 0
 
@@ -346,8 +370,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     )
     table = experiments.rows_to_markdown(rows)
     print(table)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(table)
+    write_atomic(args.out, table.encode())
     print(f"wrote {args.out}")
     return 0
 

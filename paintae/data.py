@@ -175,8 +175,20 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(
         p
         for p in folder.iterdir()
-        if p.is_file() and _is_visible(p) and p.suffix.lower() in IMAGE_SUFFIXES
+        if p.is_file()
+        and _is_visible(p)
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and _stays_inside(p, folder)
     )
+
+
+def _stays_inside(path: Path, folder: Path) -> bool:
+    """Return False (with a warning) for a link that leads out of `folder`."""
+    target = path.resolve()
+    if target.is_relative_to(folder.resolve()):
+        return True
+    logger.warning("Skipping %s: it links to %s, outside %s.", path, target, folder)
+    return False
 
 
 def load_painting_folder(folder: str | Path, *, max_side: int | None = 512) -> PaintingSet:
@@ -203,7 +215,9 @@ def load_painting_folder(folder: str | Path, *, max_side: int | None = 512) -> P
     root = root.resolve()
 
     class_dirs = [
-        d for d in sorted(root.iterdir()) if d.is_dir() and _is_visible(d) and _image_files(d)
+        d
+        for d in sorted(root.iterdir())
+        if d.is_dir() and _is_visible(d) and _stays_inside(d, root) and _image_files(d)
     ]
     if class_dirs:
         entries = [(f, label) for label, d in enumerate(class_dirs) for f in _image_files(d)]
@@ -278,7 +292,15 @@ def load_uploaded_images(files: list[tuple[str, bytes]], max_side: int | None = 
     Every upload is decoded whatever its suffix. Uploads that fail are logged and listed in
     `skipped`, and `paths` contains the bare file names. Raises ValueError when none can be read.
     """
-    paintings = _decode_all([(name, data, -1) for name, data in files], max_side)
+    unique: list[str] = []
+    for name, _ in files:
+        candidate, copy = name, 1
+        while candidate in unique:  # two uploads named alike must stay two gallery entries
+            copy += 1
+            candidate = f"{name} ({copy})"
+        unique.append(candidate)
+    sources = [(name, blob, -1) for name, (_, blob) in zip(unique, files, strict=True)]
+    paintings = _decode_all(sources, max_side)
     if not paintings.images:
         raise ValueError(
             f"None of the {len(files)} uploaded files could be read as an image: upload "

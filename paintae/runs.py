@@ -49,6 +49,35 @@ class RunSettings:
     ssim_sigma: float = 3.0
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def validate(self) -> None:
+        """Raise ValueError naming the first invalid setting, before any data is loaded."""
+        checks = [
+            (
+                4 <= self.image_size <= 1024,
+                f"image size must be 4 to 1024 px, got {self.image_size}",
+            ),
+            (
+                self.train_limit is None or self.train_limit >= 1,
+                f"training image count must be at least 1, got {self.train_limit}",
+            ),
+            (
+                self.crop is None or 8 <= self.crop <= 512,
+                f"crop must be 8 to 512 px, got {self.crop}",
+            ),
+            (
+                1 <= self.crops_per_epoch <= 100_000,
+                f"crops per epoch must be 1 to 100000, got {self.crops_per_epoch}",
+            ),
+            (
+                0 < self.test_fraction < 1,
+                f"test fraction must be between 0 and 1, got {self.test_fraction}",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message[0].upper() + message[1:] + ".")
+        self.train.validate()
+
 
 @dataclass
 class PreparedRun:
@@ -74,7 +103,7 @@ def prepare_run(settings: RunSettings) -> PreparedRun:
     if settings.dataset not in DATASETS:
         raise ValueError(f"Unknown dataset {settings.dataset!r}; choose one of {DATASETS}.")
     settings.train.task = "denoise" if settings.family == "denoising" else "reconstruct"
-    settings.train.validate()
+    settings.validate()
     fully_conv = spec.builder.fully_convolutional
 
     if settings.dataset == "fashion-mnist":

@@ -67,6 +67,10 @@ class TrainConfig:
             (self.schedule in ("constant", "cosine"), f"unknown schedule {self.schedule!r}"),
             (self.log_every >= 1, f"log_every must be at least 1, got {self.log_every}"),
             (
+                self.max_seconds is None or 0 < self.max_seconds < math.inf,
+                f"max_seconds must be a positive number of seconds, got {self.max_seconds}",
+            ),
+            (
                 self.noise_level_range is None
                 or 0 <= self.noise_level_range[0] <= self.noise_level_range[1] <= 1,
                 f"noise level range must satisfy 0 <= low <= high <= 1, "

@@ -158,3 +158,51 @@ def test_resolve_finds_checkpoint_by_name(tmp_path: Path, monkeypatch: pytest.Mo
     assert resolve(path) == path
     with pytest.raises(CheckpointError, match="not found: give a file path"):
         resolve("absent")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "message"),
+    [
+        ("[1, 2]", "not a JSON object"),
+        (
+            '{"format": "paintae-checkpoint/1", "model": {"name": "mlp"}, "anomaly": [1]}',
+            "'anomaly' is not an object",
+        ),
+        (
+            '{"format": "paintae-checkpoint/1", "model": {"name": "mlp"}, "anomaly": {"k": "abc"}}',
+            "non-numeric anomaly 'k'",
+        ),
+    ],
+)
+def test_malformed_metadata_is_a_checkpoint_error(
+    tmp_path: Path, metadata: str, message: str
+) -> None:
+    path = tmp_path / "bad.safetensors"
+    save_file({"x": torch.zeros(1)}, str(path), metadata={"paintae": metadata})
+    with pytest.raises(CheckpointError, match=message):
+        read_metadata(path)
+    assert list_checkpoints([tmp_path]) == []
+
+
+def test_huge_model_in_metadata_is_rejected_before_allocation(tmp_path: Path) -> None:
+    header = {
+        "format": "paintae-checkpoint/1",
+        "model": {"name": "mlp", "in_channels": 3, "image_size": 1024, "latent": 4096},
+    }
+    path = tmp_path / "huge.safetensors"
+    save_file({"x": torch.zeros(1)}, str(path), metadata={"paintae": json.dumps(header)})
+    with pytest.raises(CheckpointError, match="missing tensors"):
+        load_checkpoint(path)
+
+
+def test_second_save_of_a_new_name_fails_without_overwrite(tmp_path: Path) -> None:
+    first = save_checkpoint(tmp_path / "race", _model(), {"version": 1})
+    with pytest.raises(FileExistsError):
+        save_checkpoint(tmp_path / "race", _model(), {"version": 2})
+    assert read_metadata(first)["version"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["race.safetensors"]
+
+
+def test_validate_name_rejects_trailing_newline() -> None:
+    with pytest.raises(ValueError, match="Invalid checkpoint name"):
+        validate_name("abc\n.safetensors")
