@@ -138,6 +138,7 @@ def save_checkpoint(
     handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as file:
+            os.fchmod(file.fileno(), 0o644)  # mkstemp creates 0600; checkpoints are shareable
             file.write(blob)
             file.flush()
             os.fsync(file.fileno())
