@@ -93,10 +93,10 @@ EXPERIMENTS = [
         lambda root, quick: _fashion(
             "mlp-deep",
             "reconstruction",
-            10,
+            12,
             quick,
             latent=64,
-            train=TrainConfig(epochs=10, batch_size=256, schedule="cosine"),
+            train=TrainConfig(epochs=12, batch_size=256, lr=2e-3, schedule="cosine"),
         ),
     ),
     Experiment(

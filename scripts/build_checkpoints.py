@@ -54,7 +54,7 @@ RECIPES = [
         "reconstruction",
         "mlp-deep",
         "fashion-mnist",
-        TrainConfig(epochs=15, batch_size=256, lr=1e-3, schedule="cosine", max_seconds=60),
+        TrainConfig(epochs=12, batch_size=256, lr=2e-3, schedule="cosine", max_seconds=60),
         options={"latent": 64},
     ),
     # conv-ref is linear at inference and converges within about 12,000 images.
