@@ -108,7 +108,7 @@ RECIPES = [
         "anomaly",
         "conv-bottleneck",
         "paintings",
-        TrainConfig(epochs=10, batch_size=16, schedule="cosine"),
+        TrainConfig(epochs=20, batch_size=16, schedule="cosine"),
         folder="paintings/munch",
         options={"image_size": 256, "crop": 64, "crops_per_epoch": 480},
     ),
