@@ -1,6 +1,6 @@
 """Command line: `python -m paintae train|evaluate|denoise|rank|reproduce|info`.
 
-Each command prints its results and shows progress bars on long work; errors in user input end
+Each command prints its results and shows progress bars on long work. Errors in user input end
 with a one-line message and exit status 2 instead of a traceback.
 """
 

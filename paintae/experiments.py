@@ -257,7 +257,7 @@ def reproduce(
     """Run the reference and improved configuration of each experiment; return table rows.
 
     `max_epochs` caps the reference-design runs, for machines where the reference's 3.7
-    GMAC-per-image conv stack cannot train for its full 20 epochs; the table shows the epochs
+    GMAC-per-image conv stack cannot train for its full 20 epochs. The table shows the epochs
     actually run.
     """
     rows: list[Row] = []

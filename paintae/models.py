@@ -42,8 +42,8 @@ class MLPAutoencoder(Autoencoder):
     """Reference MLP: flatten, Linear(in, latent) + ReLU, Linear(latent, in) + Sigmoid.
 
     With `hidden` set, an extra hidden layer of that width sits on each side and the latent code
-    is linear (the deeper variant): with a ReLU there, latent units that die stay dead, which
-    held the reference design at a test MSE near 0.012 at latent 64.
+    is linear (the deeper variant). With a ReLU there, latent units that die stay dead, and that
+    kept the reference design near a test MSE of 0.012 at latent 64.
     """
 
     def __init__(self, config: dict) -> None:
@@ -192,7 +192,7 @@ def _norm_act(channels: int) -> tuple[nn.Module, nn.Module]:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One registered model: how to build it and what the app should say about it."""
+    """One registered model: its builder and the description the app shows."""
 
     name: str
     family: str

@@ -162,8 +162,8 @@ def prepare_run(settings: RunSettings) -> PreparedRun:
 def finish_run(prepared: PreparedRun, result: TrainResult) -> dict:
     """Evaluate the trained model on the test split and return checkpoint metadata.
 
-    Denoisers also get test PSNR/SSIM of noisy and denoised images; anomaly models get the
-    statistics of their errors on the training paintings, which set the default threshold.
+    Denoisers also get test PSNR/SSIM of noisy and denoised images. Anomaly models get the
+    statistics of their scores on the training paintings, which set the default threshold.
     """
     settings, model = prepared.settings, prepared.model
     config = settings.train

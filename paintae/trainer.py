@@ -28,7 +28,10 @@ TrainData = torch.Tensor | Dataset
 
 
 class TrainingError(RuntimeError):
-    """Training stopped on an invalid loss; `result` holds the history up to the last good epoch."""
+    """Training stopped on an invalid loss.
+
+    `result` contains the history up to the last good epoch.
+    """
 
     def __init__(self, message: str, result: TrainResult) -> None:
         super().__init__(message)
