@@ -215,7 +215,14 @@ else:
     model_names = sorted({i.model_name for i in latent_infos})
     mlp_name = st.radio("MLP design", model_names, horizontal=True, key="denoise_mlp_model")
     by_latent = {i.metadata["model"]["latent"]: i for i in latent_infos if i.model_name == mlp_name}
-    latent = st.select_slider("Latent size", list(by_latent), key=f"denoise_latent_{mlp_name}")
+    latents = sorted(by_latent)
+    # Start at the reference design's latent size, 64, when a checkpoint has it.
+    latent = st.select_slider(
+        "Latent size",
+        latents,
+        64 if 64 in by_latent else latents[-1],
+        key=f"denoise_latent_{mlp_name}",
+    )
     chosen_info = by_latent[latent]
     st.caption(f"Checkpoint {ui.checkpoint_label(chosen_info)}")
     loaded_mlp = ui.load_model(chosen_info, "reconstruction")

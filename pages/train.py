@@ -113,7 +113,11 @@ latent = sidebar.number_input(
 )
 epochs = sidebar.number_input("Epochs", 1, 1000, 5, key="train_epochs")
 batch_size = sidebar.select_slider(
-    "Batch size", (8, 16, 32, 64, 128, 256), 64 if dataset == FASHION else 16, key="train_batch"
+    "Batch size",
+    (8, 16, 32, 64, 128, 256),
+    64 if dataset == FASHION else 16,
+    # One key per dataset, so switching datasets shows that dataset's default batch size.
+    key=f"train_batch_{'fashion' if dataset == FASHION else 'paintings'}",
 )
 lr = float(
     sidebar.select_slider(

@@ -216,7 +216,7 @@ def test_denoise_noise_slider_changes_psnr(full_env: Path) -> None:
 def test_denoise_latent_slider_switches_checkpoint(full_env: Path) -> None:
     at = open_page("pages/denoise.py")
     first = metric(at, "Reconstruction MSE")
-    at.select_slider(key="denoise_latent_mlp").set_value(16).run()
+    at.select_slider(key="denoise_latent_mlp").set_value(4).run()
     assert not at.exception
     assert metric(at, "Reconstruction MSE") != first
 
@@ -272,7 +272,7 @@ def test_train_job_shows_loss_and_saves(full_env: Path) -> None:
     at.selectbox(key="train_folder").select_index(0).run()
     at.select_slider(key="train_size_mlp").set_value(16).run()
     at.number_input(key="train_epochs").set_value(1).run()
-    at.select_slider(key="train_batch").set_value(8).run()
+    at.select_slider(key="train_batch_paintings").set_value(8).run()
     at.button(key="train_start").click().run()
     assert not at.error, [e.value for e in at.error]
     rerun_until(at, lambda a: metric(a, "Last loss") != "-")
