@@ -30,7 +30,7 @@ source = st.sidebar.radio(
     index=0 if root is not None else 1,
     key="anomaly_source",
 )
-folder_text, uploads = None, []
+folder_text, uploads, score_folder = None, [], False
 if source == FOLDER:
     known = workbench.painting_folders(root, include_root=True)
     choices = {f"{f.name} ({f.count} images)": str(f.path) for f in known} | {OTHER: OTHER}
@@ -43,6 +43,10 @@ if source == FOLDER:
         )
     else:
         folder_text = picked
+    # Scoring a large folder takes a while, so it starts on request, not on page load.
+    score_folder = st.sidebar.button(
+        "Score this folder", type="primary", key="anomaly_score_folder"
+    )
 else:
     uploads = ui.uploaded_files(
         st.sidebar.file_uploader(
@@ -68,6 +72,13 @@ try:
             st.info("Type a folder path inside the data root in the sidebar.")
             st.stop()
         folder = workbench.resolve_under_root(folder_text, root)
+        if score_folder:
+            st.session_state["anomaly_scored_folder"] = str(folder)
+        if st.session_state.get("anomaly_scored_folder") != str(folder):
+            st.info(
+                f"Press **Score this folder** in the sidebar to rank the paintings in {folder}."
+            )
+            st.stop()
         with st.spinner(f"Reading paintings in {folder} ..."):
             paintings = data.load_painting_folder(folder)
         signature = [(p.as_posix(), p.stat().st_mtime_ns) for p in paintings.paths]

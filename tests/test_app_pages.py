@@ -244,6 +244,8 @@ def test_denoise_upload_skips_corrupt_file(full_env: Path) -> None:
 def test_anomaly_ranks_labelled_folder(full_env: Path) -> None:
     at = open_page("pages/anomaly.py")
     assert at.selectbox(key="anomaly_folder").options[0] == "paintings (12 images)"
+    assert not at.metric  # nothing is scored before the button is pressed
+    at.button(key="anomaly_score_folder").click().run()
     assert metric(at, "Paintings scored") == "12"
     assert at.selectbox(key="anomaly_normal").value == "calm"
     assert float(metric(at, "AUROC")) > 0.5  # noisy "wild" paintings reconstruct worse
