@@ -72,7 +72,7 @@ RECIPES = [
         "unet",
         "fashion-mnist",
         TrainConfig(
-            epochs=2, batch_size=128, lr=2e-3, schedule="cosine", noise_level_range=(0.05, 0.35)
+            epochs=5, batch_size=128, lr=2e-3, schedule="cosine", noise_level_range=(0.05, 0.35)
         ),
     ),
     Recipe(
