@@ -18,6 +18,7 @@ import torch
 import torchvision.transforms.functional as TF
 from torch import nn
 
+from paintae.config import model_device
 from paintae.metrics import ssim
 
 logger = logging.getLogger(__name__)
@@ -54,14 +55,6 @@ class RankedItem:
     score: float
     flagged: bool
     label: int | None = None
-
-
-def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
-    if device is not None:
-        model.to(device)
-        return torch.device(device)
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def _image_list(images: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -134,7 +127,7 @@ def score_images(
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     image_list = _image_list(images)
-    run_device = _resolve_device(model, device)
+    run_device = model_device(model, device)
     model.eval()
 
     groups: dict[tuple[int, ...], list[int]] = {}
@@ -180,7 +173,7 @@ def score_images_loop(
     """
     _check_options(score, blur_sigma)
     image_list = _image_list(images)
-    run_device = _resolve_device(model, device)
+    run_device = model_device(model, device)
     model.eval()
     scores = np.zeros(len(image_list), dtype=np.float64)
     maps = []

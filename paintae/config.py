@@ -70,3 +70,12 @@ def pick_device(prefer: str | None = None) -> torch.device:
     if choice != "cpu" and not choice.startswith("cuda"):
         raise ValueError(f"Invalid device {choice!r}: use 'auto', 'cpu' or 'cuda'.")
     return torch.device(choice)
+
+
+def model_device(model: torch.nn.Module, device: str | torch.device | None = None) -> torch.device:
+    """Return the device to run `model` on: `device` (moving the model there) or its own."""
+    if device is not None:
+        model.to(device)
+        return torch.device(device)
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")

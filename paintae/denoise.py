@@ -14,6 +14,8 @@ import torchvision.transforms.functional as TF
 from skimage import filters, restoration
 from torch import nn
 
+from paintae.config import model_device
+
 logger = logging.getLogger(__name__)
 
 CLASSICAL_METHODS = ("gaussian", "median", "nl_means")
@@ -88,14 +90,6 @@ def classical_denoise(
         result = smoothed[None] if channels == 1 else np.moveaxis(smoothed, -1, 0)
     output = torch.from_numpy(np.ascontiguousarray(result, dtype=np.float32)).clamp(0, 1)
     return output.to(x.device)
-
-
-def _resolve_device(model: nn.Module, device: str | torch.device | None) -> torch.device:
-    if device is not None:
-        model.to(device)
-        return torch.device(device)
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def _to_luma(x: torch.Tensor) -> torch.Tensor:
@@ -196,7 +190,7 @@ def denoise_image(
             f"Invalid tiling: need tile >= 1 and 0 <= overlap < tile, got tile={tile}, {overlap=}."
         )
     config = getattr(model, "config", {}) or {}
-    run_device = _resolve_device(model, device)
+    run_device = model_device(model, device)
     model.eval()
 
     in_channels = x.shape[0]
