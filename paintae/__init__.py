@@ -1,6 +1,6 @@
 """paintae: an interactive autoencoder workbench for images.
 
-The package holds data loading, noise, the three autoencoder families, training, checkpoints,
+The package contains data loading, noise, the three autoencoder families, training, checkpoints,
 anomaly scoring and metrics; the Streamlit pages in `pages/` only draw what it computes.
 """
 

@@ -66,8 +66,8 @@ def record(
 ) -> dict:
     """Return one machine-readable result with its ratio to a baseline from the same run.
 
-    `ratio` is value / baseline_value and `difference` is value - baseline_value; both are None
-    when either side is missing or the baseline is zero (ratio only).
+    `ratio` is value / baseline_value and `difference` is value - baseline_value. Both are None
+    when either side is missing, and `ratio` is also None when the baseline is zero.
     """
     ratio = difference = None
     if value is not None and baseline_value is not None:

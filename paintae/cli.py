@@ -20,8 +20,15 @@ from tqdm import tqdm
 from paintae import anomaly, checkpoints, config, data, denoise, experiments, images, metrics
 from paintae.models import MODEL_SPECS
 from paintae.noise import NOISE_KINDS, add_noise
-from paintae.runs import RunSettings, finish_run, prepare_run
-from paintae.trainer import EpochEvent, StepEvent, TrainConfig, TrainingError, train
+from paintae.runs import RunSettings, denoising_metrics, finish_run, prepare_run
+from paintae.trainer import (
+    EpochEvent,
+    StepEvent,
+    TrainConfig,
+    TrainingError,
+    evaluate_loss,
+    train,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -277,8 +284,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if dataset != "fashion-mnist":
         raise ValueError("Only Fashion-MNIST checkpoints can be re-evaluated without folders.")
     test_x, _ = data.load_fashion_mnist("test", config.data_root(args.data_root))
-    from paintae.runs import denoising_metrics
-    from paintae.trainer import evaluate_loss
 
     figures = {"test_mse": evaluate_loss(model, test_x, train_config)}
     if train_config.task == "denoise":

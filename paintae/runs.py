@@ -138,6 +138,8 @@ def prepare_run(settings: RunSettings) -> PreparedRun:
             train_data = data.RandomCrops(
                 train_set.images, settings.crop, settings.crops_per_epoch, seed=settings.train.seed
             )
+            # NOTE: the "validation" loss of crop-trained models is measured on the whole training
+            # paintings, because the few paintings there are all go to training or test.
             val_x = data.resize_square(train_set.images, settings.image_size)
         else:
             train_x = data.resize_square(train_set.images, settings.image_size)

@@ -509,7 +509,7 @@ def score_label(stats: dict) -> str:
 
 
 def threshold_help(stats: dict) -> str:
-    """Return help text that says how the threshold follows from k."""
+    """Return help text that explains how the threshold follows from k."""
     if stats.get("space") == "log":
         return (
             "threshold = exp(mean + k * std) of the log-scores of the training paintings "

@@ -624,7 +624,7 @@ def q4_anomaly(ctx: Context, section: Section) -> None:
         own_kind = own_options["score"]
         for kind in anomaly.SCORE_KINDS:
             # The checkpoint's own score (with its stored SSIM window) and MSE run on every Van
-            # Gogh painting; the other kinds on a seeded subset, with default settings.
+            # Gogh painting. The other kinds run on a seeded subset with default settings.
             options = own_options if kind == own_kind else {"score": kind}
             if kind in ("mse", own_kind):
                 chosen_normal, chosen_anomalies, chosen_labels = normal, anomalies, labels
@@ -1565,9 +1565,10 @@ def main(argv: list[str] | None = None) -> int:
         build_missing=args.build_missing,
         img_dir=out_dir / "docs" / "img",
     )
-    command = "PAINTAE_DATA=/path/to/data python scripts/benchmark.py" + (
-        " " + " ".join(argv if argv is not None else sys.argv[1:]) if (argv or sys.argv[1:]) else ""
-    )
+    options = argv if argv is not None else sys.argv[1:]
+    command = "PAINTAE_DATA=/path/to/data python scripts/benchmark.py"
+    if options:
+        command += " " + " ".join(options)
     previous = {}
     if results_path.is_file():
         previous = json.loads(results_path.read_text(encoding="utf-8"))

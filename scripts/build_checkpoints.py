@@ -87,7 +87,7 @@ RECIPES = [
         options={"image_size": 256, "crop": 64, "crops_per_epoch": 512},
     ),
     # The reference design on whole 256 x 256 paintings costs 3.7 GMAC per image, so the shipped
-    # copy gets 3 epochs; it is there for contrast, not for use.
+    # copy gets 3 epochs. It is there for contrast, not for use.
     Recipe(
         "munch-conv-ref-anomaly",
         "anomaly",

@@ -133,9 +133,7 @@ def test_validate_name_strips_suffix_and_spaces() -> None:
     assert validate_name(" fashion-mlp_64.safetensors ") == "fashion-mlp_64"
 
 
-def test_failed_save_keeps_old_file_and_leaves_no_temporary(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_save_keeps_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     save_checkpoint(tmp_path / "keep", _model(), {"version": 1})
 
     def broken_replace(source: str, target: str) -> None:
@@ -195,7 +193,7 @@ def test_huge_model_in_metadata_is_rejected_before_allocation(tmp_path: Path) ->
         load_checkpoint(path)
 
 
-def test_second_save_of_a_new_name_fails_without_overwrite(tmp_path: Path) -> None:
+def test_second_save_without_overwrite_fails(tmp_path: Path) -> None:
     first = save_checkpoint(tmp_path / "race", _model(), {"version": 1})
     with pytest.raises(FileExistsError):
         save_checkpoint(tmp_path / "race", _model(), {"version": 2})
