@@ -14,10 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from sklearn import metrics as sk_metrics
-from torchmetrics.functional.image import (
-    peak_signal_noise_ratio,
-    structural_similarity_index_measure,
-)
+from torch.nn import functional as F
+from torchmetrics.functional.image import peak_signal_noise_ratio
 
 logger = logging.getLogger(__name__)
 
@@ -50,13 +48,22 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return peak_signal_noise_ratio(pred, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
 
 
-def ssim(pred: torch.Tensor, target: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
-    """Compute per-image SSIM (Gaussian window of `sigma` pixels, data range 1) with torchmetrics.
+def _gaussian_window(sigma: float) -> torch.Tensor:
+    radius = math.ceil(3 * sigma)
+    offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    window = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    return window / window.sum()
 
-    The window spans 2 * ceil(3 * sigma) + 1 pixels: 11 for the standard sigma of 1.5.
 
-    Accepts (N, C, H, W) or (C, H, W) and returns shape (N,) or (1,). Raises ValueError for images
-    with a side shorter than SSIM_MIN_SIDE pixels.
+def ssim_map(pred: torch.Tensor, target: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
+    """Return the local SSIM of every pixel and channel, shape (N, C, H, W), data range 1.
+
+    The Gaussian window spans 2 * ceil(3 * sigma) + 1 pixels (11 for the standard sigma of 1.5)
+    and the borders are reflect-padded, as torchmetrics does. The window is applied as two 1-D
+    passes, which is several times faster than a 2-D window at sigma 3 on a 256 x 256 image.
+
+    Accepts (N, C, H, W) or (C, H, W). Raises ValueError for images with a side shorter than
+    SSIM_MIN_SIDE pixels or not longer than the window radius.
     """
     pred, target = _as_image_batch(pred, target)
     height, width = pred.shape[-2:]
@@ -65,15 +72,39 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, sigma: float = 1.5) -> torch.
             f"SSIM needs images of at least {SSIM_MIN_SIDE}x{SSIM_MIN_SIDE} pixels, got "
             f"{height}x{width}; use PSNR or MSE for smaller images."
         )
-    kernel = 2 * math.ceil(3 * sigma) + 1
-    if kernel // 2 >= min(height, width):
+    if not sigma > 0:
+        raise ValueError(f"SSIM sigma must be positive (pixels), got {sigma}.")
+    window = _gaussian_window(sigma).to(pred.device)
+    radius = len(window) // 2
+    if radius >= min(height, width):
         raise ValueError(
-            f"SSIM with sigma {sigma} needs images larger than {kernel // 2} pixels, got "
+            f"SSIM with sigma {sigma} needs images larger than {radius} pixels, got "
             f"{height}x{width}."
         )
-    return structural_similarity_index_measure(
-        pred, target, data_range=1.0, reduction="none", sigma=sigma, kernel_size=kernel
-    )
+    channels = pred.shape[1]
+    # Local means of x, y, x^2, y^2 and xy in one grouped convolution per direction.
+    stack = torch.cat([pred, target, pred * pred, target * target, pred * target], dim=1)
+    stack = F.pad(stack, (radius, radius, radius, radius), mode="reflect")
+    groups = stack.shape[1]
+    size = len(window)
+    stack = F.conv2d(stack, window.view(1, 1, 1, size).expand(groups, 1, 1, size), groups=groups)
+    stack = F.conv2d(stack, window.view(1, 1, size, 1).expand(groups, 1, size, 1), groups=groups)
+    mean_p, mean_t, power_p, power_t, product = stack.split(channels, dim=1)
+    var_p = power_p - mean_p * mean_p
+    var_t = power_t - mean_t * mean_t
+    covariance = product - mean_p * mean_t
+    c1, c2 = 0.01**2, 0.03**2
+    numerator = (2 * mean_p * mean_t + c1) * (2 * covariance + c2)
+    return numerator / ((mean_p * mean_p + mean_t * mean_t + c1) * (var_p + var_t + c2))
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, sigma: float = 1.5) -> torch.Tensor:
+    """Compute per-image SSIM: the mean of ssim_map over channels and pixels.
+
+    Accepts (N, C, H, W) or (C, H, W) and returns shape (N,) or (1,). Agrees with torchmetrics'
+    Gaussian SSIM to about 1e-5 (a test checks it).
+    """
+    return ssim_map(pred, target, sigma).mean(dim=(1, 2, 3))
 
 
 def _to_numpy(values: ArrayLike) -> np.ndarray:

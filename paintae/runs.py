@@ -33,6 +33,7 @@ class RunSettings:
     uploaded: list[tuple[str, bytes]] | None = None  # (file name, bytes) instead of a folder
     image_size: int = 28  # square input size; the evaluation size for fully convolutional models
     latent: int | None = None  # None takes the model's default
+    width: int | None = None  # channel width of unet and conv-bottleneck; None takes the default
     # Random training crop for fully convolutional models on paintings; None trains on the whole
     # resized paintings, as the reference design did.
     crop: int | None = 64
@@ -63,6 +64,10 @@ class RunSettings:
             (
                 self.crop is None or 8 <= self.crop <= 512,
                 f"crop must be 8 to 512 px, got {self.crop}",
+            ),
+            (
+                self.width is None or 4 <= self.width <= 256,
+                f"model width must be 4 to 256 channels, got {self.width}",
             ),
             (
                 1 <= self.crops_per_epoch <= 100_000,
@@ -154,8 +159,13 @@ def prepare_run(settings: RunSettings) -> PreparedRun:
             "skipped": paintings.skipped,
             "crop": settings.crop if fully_conv else None,
         }
+    extra = {} if settings.width is None else {"width": settings.width}
     model = build_model(
-        settings.model, in_channels=channels, image_size=settings.image_size, latent=settings.latent
+        settings.model,
+        in_channels=channels,
+        image_size=settings.image_size,
+        latent=settings.latent,
+        **extra,
     )
     description["image_size"] = settings.image_size
     return PreparedRun(settings, model, train_data, val_x, test_x, description)

@@ -134,15 +134,21 @@ def make_input(
 ) -> torch.Tensor:
     """Return the model input for a clean batch: itself, or a noisy copy for denoising.
 
-    With `training` and a `noise_level_range`, the batch's level is drawn from that range.
+    With `training` and a `noise_level_range`, each image draws its own level from that range,
+    so every batch mixes light and heavy noise and the gradient sees the whole range at once.
     """
     if config.task != "denoise":
         return clean
-    level = config.noise_level
-    if training and config.noise_level_range is not None:
-        low, high = config.noise_level_range
-        level = low + (high - low) * float(torch.rand((), generator=generator))
-    return add_noise(clean, config.noise_kind, level, generator=generator)
+    if not (training and config.noise_level_range is not None):
+        return add_noise(clean, config.noise_kind, config.noise_level, generator=generator)
+    low, high = config.noise_level_range
+    levels = low + (high - low) * torch.rand(len(clean), generator=generator, dtype=torch.float64)
+    return torch.cat(
+        [
+            add_noise(image.unsqueeze(0), config.noise_kind, float(level), generator=generator)
+            for image, level in zip(clean, levels, strict=True)
+        ]
+    )
 
 
 def evaluate_loss(

@@ -156,3 +156,32 @@ def test_job_save_refuses_overwrite(painting_folder: Path, user_checkpoints: Pat
     assert model.config["latent"] == 4
     with pytest.raises(ValueError, match="Invalid checkpoint name"):
         job.save("../escape")
+
+
+def test_model_width_setting_reaches_the_model(painting_folder: Path) -> None:
+    from paintae.runs import prepare_run
+
+    settings = RunSettings(
+        family="denoising",
+        model="unet",
+        dataset="paintings",
+        painting_folder=str(painting_folder),
+        image_size=16,
+        crop=8,
+        width=8,
+    )
+    assert prepare_run(settings).model.config["width"] == 8
+
+
+@pytest.mark.parametrize(("model", "width", "message"), [("unet", 2, "width"), ("mlp", 8, "width")])
+def test_bad_model_width_is_named(
+    painting_folder: Path, model: str, width: int, message: str
+) -> None:
+    from paintae.runs import prepare_run
+
+    settings = tiny_settings(painting_folder)
+    settings.model, settings.width = model, width
+    if model == "unet":
+        settings.family = "denoising"
+    with pytest.raises(ValueError, match=message):
+        prepare_run(settings)

@@ -50,6 +50,32 @@ def test_ssim_per_image_matches_single_calls():
         torch.testing.assert_close(batched[i : i + 1], single, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("sigma", [1.5, 3.0])
+@pytest.mark.parametrize("shape", [(2, 3, 40, 33), (3, 1, 28, 28)])
+def test_ssim_agrees_with_torchmetrics(sigma: float, shape: tuple[int, ...]) -> None:
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    torch.manual_seed(2)
+    target = torch.rand(shape)
+    pred = (target + 0.15 * torch.randn_like(target)).clamp(0, 1)
+    kernel = 2 * math.ceil(3 * sigma) + 1
+    expected = structural_similarity_index_measure(
+        pred, target, data_range=1.0, reduction="none", sigma=sigma, kernel_size=kernel
+    )
+    torch.testing.assert_close(ssim(pred, target, sigma=sigma), expected, atol=2e-5, rtol=0)
+
+
+def test_ssim_map_has_the_image_shape_and_averages_to_ssim() -> None:
+    from paintae.metrics import ssim_map
+
+    torch.manual_seed(3)
+    target = torch.rand(2, 3, 24, 30)
+    pred = (target + 0.1 * torch.randn_like(target)).clamp(0, 1)
+    local = ssim_map(pred, target, sigma=2.0)
+    assert local.shape == target.shape
+    torch.testing.assert_close(local.mean(dim=(1, 2, 3)), ssim(pred, target, sigma=2.0))
+
+
 def test_ssim_identical_images_is_one():
     image = torch.rand(2, 1, 12, 12)
     torch.testing.assert_close(ssim(image, image), torch.ones(2), atol=1e-5, rtol=0)

@@ -146,6 +146,18 @@ def test_noise_level_range_varies_training_noise() -> None:
     assert (fixed - clean).std().item() == pytest.approx(0.2, rel=0.2)
 
 
+def test_noise_level_range_draws_one_level_per_image() -> None:
+    from paintae.trainer import make_input
+
+    clean = torch.full((64, 1, 16, 16), 0.5)
+    config = TrainConfig(task="denoise", noise_level_range=(0.05, 0.3))
+    noisy = make_input(clean, config, torch.Generator().manual_seed(1), training=True)
+    assert noisy.shape == clean.shape
+    per_image = (noisy - clean).std(dim=(1, 2, 3))
+    assert per_image.min() < 0.1 < 0.25 < per_image.max()
+    assert ((per_image > 0.03) & (per_image < 0.33)).all()
+
+
 def test_noise_level_range_rejects_inverted_bounds() -> None:
     with pytest.raises(ValueError, match="Noise level range"):
         TrainConfig(noise_level_range=(0.3, 0.1)).validate()
