@@ -27,7 +27,15 @@ logger = logging.getLogger(__name__)
 # "ssim": 1 - SSIM, so structural damage counts more than a uniform brightness shift.
 # "blur-mse": MSE after a Gaussian blur of input and reconstruction, which ignores the fine
 # texture that small autoencoders never reproduce.
-SCORE_KINDS = ("mse", "ssim", "blur-mse")
+# "combined": 1 - SSIM joined with the distance of the image's encoder feature statistics to
+# the nearest normal training images (see combined_statistics); it needs those reference
+# features, which the checkpoint stores.
+SCORE_KINDS = ("mse", "ssim", "blur-mse", "combined")
+# The combined score: z-scores of log(1 - SSIM) and of log(feature distance), weighted.
+# Chosen on the Munch/Van Gogh split with seed 0 and checked on other splits (docs/benchmarks.md).
+COMBINED_WEIGHT = 0.25
+COMBINED_NEIGHBOURS = 3
+MAX_REFERENCE_IMAGES = 100_000
 THRESHOLD_METHODS = ("mean_std", "percentile")
 
 ProgressCallback = Callable[[int, int], None]
@@ -44,6 +52,8 @@ class AnomalyScores:
     scores: np.ndarray
     error_maps: list[np.ndarray]
     kind: str = "mse"
+    # (N, D) encoder feature statistics when scoring ran with keep_features=True or "combined".
+    features: np.ndarray | None = None
 
 
 @dataclass
@@ -90,12 +100,158 @@ def _score_batch(
     squared_error = (reconstruction - batch) ** 2  # (B, C, H, W)
     if kind == "mse":
         scores = squared_error.mean(dim=(1, 2, 3))
-    elif kind == "ssim":
+    elif kind in ("ssim", "combined"):
         scores = 1.0 - ssim(reconstruction.clamp(0, 1), batch, sigma=ssim_sigma)
     else:
         blurred_error = (_blur(reconstruction, blur_sigma) - _blur(batch, blur_sigma)) ** 2
         scores = blurred_error.mean(dim=(1, 2, 3))
     return scores, squared_error.mean(dim=1)
+
+
+def _summary(activation: torch.Tensor) -> torch.Tensor:
+    """Channel means and standard deviations of a (B, C, H, W) map; (B, D) stays as it is."""
+    if activation.ndim == 4:
+        flat = activation.float().flatten(2)
+        return torch.cat([flat.mean(dim=2), flat.std(dim=2, correction=0)], dim=1)
+    return activation.float().flatten(1)
+
+
+def encoder_features(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    """Return (B, D) statistics of the activations inside model.encode and of its output.
+
+    Each activation layer (ReLU or LeakyReLU) the encoder passes through, and the code itself,
+    adds the mean and standard deviation of every channel over the image. The statistics describe
+    colour and texture as the trained encoder sees them, independent of the image size.
+    """
+    captured: list[torch.Tensor] = []
+
+    def keep(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        captured.append(_summary(output))
+
+    hooks = [
+        module.register_forward_hook(keep)
+        for module in model.modules()
+        if isinstance(module, nn.ReLU | nn.LeakyReLU)
+    ]
+    try:
+        code = model.encode(batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return torch.cat([*captured, _summary(code)], dim=1)
+
+
+def _neighbour_distances(
+    reference: np.ndarray, features: np.ndarray, neighbours: int, *, leave_one_out: bool = False
+) -> np.ndarray:
+    """Mean Euclidean distance to the nearest reference rows, in standardised feature units.
+
+    With leave_one_out the rows of `features` are the reference itself and each row skips its
+    own zero distance.
+    """
+    centre = reference.mean(axis=0)
+    spread = reference.std(axis=0) + 1e-6
+    ref = (reference - centre) / spread
+    query = (features - centre) / spread
+    squared = (query**2).sum(1)[:, None] + (ref**2).sum(1)[None, :] - 2.0 * query @ ref.T
+    distances = np.sqrt(np.maximum(squared, 0.0))
+    if leave_one_out:
+        np.fill_diagonal(distances, np.inf)
+    count = min(neighbours, distances.shape[1] - (1 if leave_one_out else 0))
+    return np.sort(distances, axis=1)[:, :count].mean(axis=1)
+
+
+def _reference_features(stats: dict) -> np.ndarray:
+    features = stats.get("reference_features")
+    if features is None:
+        raise ValueError(
+            "The combined anomaly score needs the reference features of the normal training "
+            "images, and this checkpoint has none. Retrain the model or use the 'ssim' score."
+        )
+    array = np.asarray(features, dtype=np.float64)
+    if array.ndim != 2 or not 2 <= array.shape[0] <= MAX_REFERENCE_IMAGES:
+        raise ValueError(
+            f"The reference features have shape {array.shape}; expected (images, features) "
+            f"with 2 to {MAX_REFERENCE_IMAGES} images."
+        )
+    if not np.all(np.isfinite(array)):
+        raise ValueError("The reference features contain NaN or inf values.")
+    return array
+
+
+def _combine(stats: dict, ssim_errors: np.ndarray, distances: np.ndarray) -> np.ndarray:
+    """Weighted sum of the two z-scores of log values, each against the normal images."""
+    weight = float(stats.get("weight", COMBINED_WEIGHT))
+    z_ssim = (np.log(np.maximum(ssim_errors, 1e-12)) - stats["ssim_log_mean"]) / stats[
+        "ssim_log_std"
+    ]
+    z_latent = (np.log(np.maximum(distances, 1e-12)) - stats["latent_log_mean"]) / stats[
+        "latent_log_std"
+    ]
+    return (1.0 - weight) * z_ssim + weight * z_latent
+
+
+def combined_scores(stats: dict, ssim_errors: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """Return combined scores of images from their 1 - SSIM errors and encoder features."""
+    reference = _reference_features(stats)
+    if features.shape[1] != reference.shape[1]:
+        raise ValueError(
+            f"This model gives {features.shape[1]} encoder features per image, but the "
+            f"checkpoint's reference has {reference.shape[1]}; the two do not belong together."
+        )
+    neighbours = int(stats.get("neighbours", COMBINED_NEIGHBOURS))
+    distances = _neighbour_distances(reference, features, neighbours)
+    return _combine(stats, ssim_errors, distances)
+
+
+def combined_statistics(
+    ssim_errors: np.ndarray | Sequence[float],
+    features: np.ndarray,
+    *,
+    k: float = 1.0,
+    ssim_sigma: float = 3.0,
+    weight: float = COMBINED_WEIGHT,
+    neighbours: int = COMBINED_NEIGHBOURS,
+) -> dict:
+    """Statistics of the combined score over the normal training images.
+
+    The features of the normal images become the reference set (kept under
+    "reference_features"; save_checkpoint stores them as a tensor). Each normal image's own
+    distance skips itself, so its score is what an unseen painting of the same kind would get.
+    The threshold is mean + k * std (ddof=1) of the normal combined scores.
+    """
+    errors = np.asarray(ssim_errors, dtype=np.float64).reshape(-1)
+    reference = np.asarray(features, dtype=np.float64)
+    if errors.size < 3 or reference.shape[0] != errors.size:
+        raise ValueError(
+            f"Need at least 3 normal images with one feature row each, got {errors.size} "
+            f"errors and {reference.shape[0]} feature rows."
+        )
+    if np.any(errors <= 0):
+        raise ValueError("The combined score needs positive 1 - SSIM errors.")
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"The combined weight must be in [0, 1], got {weight}.")
+    distances = _neighbour_distances(reference, reference, neighbours, leave_one_out=True)
+    log_errors, log_distances = np.log(errors), np.log(np.maximum(distances, 1e-12))
+    stats: dict = {
+        "score": "combined",
+        "space": "linear",
+        "ssim_sigma": float(ssim_sigma),
+        "weight": float(weight),
+        "neighbours": int(neighbours),
+        "normal_count": int(errors.size),
+        "ssim_log_mean": float(log_errors.mean()),
+        "ssim_log_std": float(max(log_errors.std(ddof=1), 1e-12)),
+        "latent_log_mean": float(log_distances.mean()),
+        "latent_log_std": float(max(log_distances.std(ddof=1), 1e-12)),
+        "k": float(k),
+    }
+    combined = _combine(stats, errors, distances)
+    stats["mean"] = float(combined.mean())
+    stats["std"] = float(combined.std(ddof=1))
+    stats["threshold"] = threshold_from_statistics(stats)
+    stats["reference_features"] = torch.from_numpy(reference.astype(np.float32))
+    return stats
 
 
 def _check_options(score: str, blur_sigma: float) -> None:
@@ -116,14 +272,19 @@ def score_images(
     ssim_sigma: float = 1.5,
     progress: ProgressCallback | None = None,
     keep_maps: bool = True,
+    keep_features: bool = False,
+    reference: dict | None = None,
 ) -> AnomalyScores:
     """Score images by reconstruction error, batching images of the same (C, H, W) together.
 
     `images` is (N, C, H, W) or a list of (C, H, W) float tensors in [0, 1]. The model is put in
     eval mode (so BatchNorm uses its running statistics) and moved to `device` when one is given.
     Results keep the input order. `progress(done, total)` is called after each batch.
+    The "combined" score needs `reference`: the statistics from combined_statistics.
     """
     _check_options(score, blur_sigma)
+    if score == "combined":
+        _reference_features(reference or {})
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     image_list = _image_list(images)
@@ -137,6 +298,8 @@ def score_images(
     total = len(image_list)
     scores = np.zeros(total, dtype=np.float64)
     maps: list[np.ndarray | None] = [None] * total
+    with_features = keep_features or score == "combined"
+    features: list[np.ndarray | None] = [None] * total
     done = 0
     with torch.inference_mode():
         for indices in groups.values():
@@ -146,6 +309,10 @@ def score_images(
                 batch = batch.to(run_device, torch.float32)
                 batch_scores, batch_maps = _score_batch(model, batch, score, blur_sigma, ssim_sigma)
                 scores[batch_indices] = batch_scores.double().cpu().numpy()
+                if with_features:
+                    rows = encoder_features(model, batch).double().cpu().numpy()
+                    for i, row in zip(batch_indices, rows, strict=True):
+                        features[i] = row
                 if keep_maps:
                     for i, error_map in zip(batch_indices, batch_maps.cpu().numpy(), strict=True):
                         maps[i] = error_map.astype(np.float32)
@@ -153,7 +320,10 @@ def score_images(
                 if progress is not None:
                     progress(done, total)
     logger.debug("Scored %d images in %d size groups (%s).", total, len(groups), score)
-    return AnomalyScores(scores, [m for m in maps if m is not None], score)
+    feature_array = np.stack(features) if with_features and total else None
+    if score == "combined" and feature_array is not None:
+        scores = combined_scores(reference or {}, scores, feature_array)
+    return AnomalyScores(scores, [m for m in maps if m is not None], score, feature_array)
 
 
 def score_images_loop(
@@ -166,26 +336,34 @@ def score_images_loop(
     ssim_sigma: float = 1.5,
     progress: ProgressCallback | None = None,
     keep_maps: bool = True,
+    reference: dict | None = None,
 ) -> AnomalyScores:
     """Score images one at a time: the reference method, kept to benchmark score_images.
 
     Returns the same values as score_images for models in eval mode, up to float rounding.
     """
     _check_options(score, blur_sigma)
+    if score == "combined":
+        _reference_features(reference or {})
     image_list = _image_list(images)
     run_device = model_device(model, device)
     model.eval()
     scores = np.zeros(len(image_list), dtype=np.float64)
     maps = []
+    features = []
     with torch.inference_mode():
         for index, image in enumerate(image_list):
             batch = image.unsqueeze(0).to(run_device, torch.float32)
             image_score, error_map = _score_batch(model, batch, score, blur_sigma, ssim_sigma)
             scores[index] = float(image_score[0])
+            if score == "combined":
+                features.append(encoder_features(model, batch)[0].double().cpu().numpy())
             if keep_maps:
                 maps.append(error_map[0].cpu().numpy().astype(np.float32))
             if progress is not None:
                 progress(index + 1, len(image_list))
+    if score == "combined" and features:
+        scores = combined_scores(reference or {}, scores, np.stack(features))
     return AnomalyScores(scores, maps, score)
 
 
@@ -238,7 +416,13 @@ def threshold_from_statistics(stats: dict, k: float | None = None) -> float:
 
 def score_kwargs(stats: dict) -> dict:
     """Return the score_images settings that reproduce the scores behind `stats`."""
-    return {"score": stats.get("score", "mse"), "ssim_sigma": float(stats.get("ssim_sigma", 1.5))}
+    options = {
+        "score": stats.get("score", "mse"),
+        "ssim_sigma": float(stats.get("ssim_sigma", 1.5)),
+    }
+    if options["score"] == "combined":
+        options["reference"] = stats
+    return options
 
 
 def threshold_from_errors(

@@ -30,6 +30,8 @@ FORMAT = "paintae-checkpoint/1"
 SUFFIX = ".safetensors"
 METADATA_KEY = "paintae"
 OPTIMIZER_PREFIX = "optimizer."
+# The combined anomaly score's reference features travel as this tensor, not as JSON.
+REFERENCE_KEY = "anomaly.reference_features"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_CHECKPOINT_BYTES = 2 * 2**30
 
@@ -124,6 +126,12 @@ def save_checkpoint(
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if optimizer is not None:
         tensors.update(_optimizer_tensors(optimizer))
+    metadata = dict(metadata)
+    if isinstance(metadata.get("anomaly"), dict) and "reference_features" in metadata["anomaly"]:
+        stats = dict(metadata["anomaly"])
+        reference = torch.as_tensor(stats.pop("reference_features"), dtype=torch.float32)
+        tensors[REFERENCE_KEY] = reference.detach().cpu().contiguous()
+        metadata["anomaly"] = stats
     header = {
         "format": FORMAT,
         "paintae_version": __version__,
@@ -197,6 +205,7 @@ def load_checkpoint(
     except (SafetensorError, ValueError, RuntimeError) as error:
         raise CheckpointError(f"{label} is not a valid safetensors checkpoint: {error}") from error
     metadata = _parse_header(header, label)
+    reference = tensors.pop(REFERENCE_KEY, None)
     weights = {k: v for k, v in tensors.items() if not k.startswith(OPTIMIZER_PREFIX)}
     try:
         # Shapes are checked on the meta device first, so metadata that describes a huge model
@@ -209,6 +218,18 @@ def load_checkpoint(
         raise CheckpointError(f"{label} describes an invalid model: {error}") from error
     model.load_state_dict(weights, strict=True)
     model.eval()
+    if reference is not None:
+        if not isinstance(metadata.get("anomaly"), dict) or reference.ndim != 2:
+            raise CheckpointError(
+                f"{label} has reference features of shape {tuple(reference.shape)} without "
+                "combined anomaly statistics; it was not loaded."
+            )
+        metadata["anomaly"]["reference_features"] = reference.float()
+    elif (metadata.get("anomaly") or {}).get("score") == "combined":
+        raise CheckpointError(
+            f"{label} uses the combined anomaly score but holds no reference features; it was "
+            "not loaded."
+        )
     metadata["_optimizer"] = {
         k[len(OPTIMIZER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(OPTIMIZER_PREFIX)
     }
@@ -296,11 +317,20 @@ def _parse_header(raw: str | None, label: str) -> dict:
         if not isinstance(value, int | float):
             raise CheckpointError(f"{label} has a non-numeric test metric {key!r}: {value!r}.")
     stats = metadata.get("anomaly", {})
-    for key in ("mean", "std", "k", "threshold", "ssim_sigma"):
+    numeric = ("mean", "std", "k", "threshold", "ssim_sigma", "weight", "neighbours")
+    logs = ("ssim_log_mean", "ssim_log_std", "latent_log_mean", "latent_log_std")
+    for key in (*numeric, *logs):
         if key in stats and not isinstance(stats[key], int | float):
             raise CheckpointError(f"{label} has a non-numeric anomaly {key!r}: {stats[key]!r}.")
     if stats.get("space", "linear") not in ("linear", "log"):
         raise CheckpointError(f"{label} has an unknown anomaly space {stats['space']!r}.")
+    if stats.get("score") == "combined":
+        missing = [key for key in logs if key not in stats]
+        if missing or stats["ssim_log_std"] <= 0 or stats["latent_log_std"] <= 0:
+            raise CheckpointError(
+                f"{label} has incomplete combined anomaly statistics (missing {missing} or a "
+                "standard deviation that is not positive)."
+            )
     return metadata
 
 

@@ -505,11 +505,24 @@ def score_label(stats: dict) -> str:
     """Return a short name of the checkpoint's anomaly score for labels."""
     if stats.get("score") == "ssim":
         return f"1 - SSIM, sigma {stats.get('ssim_sigma', 1.5):g} px"
+    if stats.get("score") == "combined":
+        return (
+            f"combined: 1 - SSIM (sigma {stats.get('ssim_sigma', 1.5):g} px) and encoder-feature "
+            "distance, in standard deviations of the training paintings"
+        )
     return {"blur-mse": "MSE after blur"}.get(stats.get("score", "mse"), "MSE")
 
 
 def threshold_help(stats: dict) -> str:
     """Return help text that explains how the threshold follows from k."""
+    if stats.get("score") == "combined":
+        weight = float(stats.get("weight", anomaly.COMBINED_WEIGHT))
+        return (
+            f"score = {1 - weight:g} * z(log(1 - SSIM)) + {weight:g} * z(log feature distance to "
+            f"the {stats.get('neighbours', 3)} nearest training paintings), each z against the "
+            f"training paintings. threshold = mean + k * std of their scores (mean "
+            f"{stats['mean']:.3f}, std {stats['std']:.3f})."
+        )
     if stats.get("space") == "log":
         return (
             "threshold = exp(mean + k * std) of the log-scores of the training paintings "

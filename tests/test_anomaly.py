@@ -184,3 +184,61 @@ def test_normal_statistics_linear_matches_reference_rule() -> None:
 def test_normal_statistics_rejects_bad_input(scores: list, space: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         anomaly.normal_statistics(scores, space=space)
+
+
+def _bottleneck(width: int = 8) -> nn.Module:
+    from paintae.models import build_model
+
+    torch.manual_seed(0)
+    return build_model("conv-bottleneck", in_channels=3, image_size=32, latent=4, width=width)
+
+
+def _smooth_images(count: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(count, 3, 4, 4, generator=generator) * 0.5 + 0.25
+    return nn.functional.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=False)
+
+
+def _combined_reference(model: nn.Module, normal: torch.Tensor) -> dict:
+    scored = score_images(model, normal, score="ssim", ssim_sigma=3.0, keep_features=True)
+    assert scored.features is not None and scored.features.shape[0] == len(normal)
+    return anomaly.combined_statistics(scored.scores, scored.features, k=1.0, ssim_sigma=3.0)
+
+
+def test_combined_score_ranks_an_obvious_outlier_first() -> None:
+    model = _bottleneck()
+    stats = _combined_reference(model, _smooth_images(12, seed=0))
+    checkerboard = ((torch.arange(32)[:, None] // 2 + torch.arange(32)[None, :] // 2) % 2).float()
+    outlier = checkerboard.expand(3, 32, 32)
+    test = torch.cat([_smooth_images(5, seed=1), outlier.unsqueeze(0)])
+    scores = score_images(model, test, **anomaly.score_kwargs(stats)).scores
+    assert int(np.argmax(scores)) == 5
+    assert scores[5] > anomaly.threshold_from_statistics(stats)
+    # The normal reference scores are z-scores: mean near 0 and std near 1 by construction.
+    assert abs(stats["mean"]) < 0.5
+    assert stats["reference_features"].shape[0] == 12
+
+
+def test_combined_batched_scores_match_loop() -> None:
+    model = _bottleneck()
+    stats = _combined_reference(model, _smooth_images(6, seed=0))
+    test = _smooth_images(4, seed=2)
+    options = anomaly.score_kwargs(stats)
+    batched = score_images(model, test, batch_size=3, **options).scores
+    looped = score_images_loop(model, test, **options).scores
+    np.testing.assert_allclose(batched, looped, rtol=0, atol=1e-5)
+
+
+def test_combined_score_needs_matching_reference() -> None:
+    model = _bottleneck()
+    stats = _combined_reference(model, _smooth_images(6, seed=0))
+    with pytest.raises(ValueError, match="reference features"):
+        score_images(model, _smooth_images(2, seed=1), score="combined")
+    wider = _bottleneck(width=12)
+    with pytest.raises(ValueError, match="do not belong together"):
+        score_images(wider, _smooth_images(2, seed=1), **anomaly.score_kwargs(stats))
+
+
+def test_combined_statistics_reject_too_few_images() -> None:
+    with pytest.raises(ValueError, match="at least 3"):
+        anomaly.combined_statistics([0.1, 0.2], np.zeros((2, 4)))

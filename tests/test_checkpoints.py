@@ -204,3 +204,41 @@ def test_second_save_without_overwrite_fails(tmp_path: Path) -> None:
 def test_validate_name_rejects_trailing_newline() -> None:
     with pytest.raises(ValueError, match="Invalid checkpoint name"):
         validate_name("abc\n.safetensors")
+
+
+def _combined_stats(rows: int = 5, columns: int = 4) -> dict:
+    return {
+        "score": "combined",
+        "space": "linear",
+        "ssim_log_mean": -2.0,
+        "ssim_log_std": 0.3,
+        "latent_log_mean": 1.0,
+        "latent_log_std": 0.2,
+        "mean": 0.0,
+        "std": 1.0,
+        "k": 1.0,
+        "threshold": 1.0,
+        "reference_features": torch.arange(rows * columns, dtype=torch.float32).view(rows, -1),
+    }
+
+
+def test_reference_features_travel_as_a_tensor(tmp_path: Path) -> None:
+    stats = _combined_stats()
+    path = save_checkpoint(tmp_path / "anomaly", _model(), {"anomaly": stats})
+    assert "reference_features" not in read_metadata(path)["anomaly"]
+    assert "reference_features" in stats  # the caller's dict is left alone
+    _, metadata = load_checkpoint(path)
+    assert torch.equal(metadata["anomaly"]["reference_features"], stats["reference_features"])
+
+
+def test_combined_checkpoint_without_reference_is_rejected(tmp_path: Path) -> None:
+    stats = _combined_stats()
+    del stats["reference_features"]
+    path = save_checkpoint(tmp_path / "anomaly", _model(), {"anomaly": stats})
+    with pytest.raises(CheckpointError, match="no reference features"):
+        load_checkpoint(path)
+    stats = _combined_stats()
+    del stats["latent_log_std"]
+    path = save_checkpoint(tmp_path / "partial", _model(), {"anomaly": stats})
+    with pytest.raises(CheckpointError, match="incomplete combined"):
+        load_checkpoint(path)
