@@ -168,7 +168,11 @@ flagged = sum(item.flagged for item in ranking)
 cols = st.columns(4)
 cols[0].metric("Paintings scored", len(ranking))
 cols[1].metric("Flagged as anomalous", flagged)
-cols[2].metric(f"Threshold ({workbench.score_label(stats)})", f"{threshold:.6f}")
+cols[2].metric(
+    "Threshold",
+    f"{threshold:.4f}" if stats.get("score") == "combined" else f"{threshold:.6f}",
+    help=f"Score: {workbench.score_label(stats)}.",
+)
 st.caption(
     f"Images resized to {run.image_size} x {run.image_size} (shorter side, then center crop), "
     f"as in the checkpoint's evaluation. Scoring took {run.seconds:.1f} s."

@@ -27,12 +27,12 @@ logger = logging.getLogger(__name__)
 # "ssim": 1 - SSIM, so structural damage counts more than a uniform brightness shift.
 # "blur-mse": MSE after a Gaussian blur of input and reconstruction, which ignores the fine
 # texture that small autoencoders never reproduce.
-# "combined": 1 - SSIM joined with the distance of the image's encoder feature statistics to
-# the nearest normal training images (see combined_statistics); it needs those reference
-# features, which the checkpoint stores.
+# "combined": 1 - SSIM joined with the distance from the image's encoder statistics to the
+# nearest normal training images (see combined_statistics). The checkpoint stores those
+# reference features.
 SCORE_KINDS = ("mse", "ssim", "blur-mse", "combined")
-# The combined score: z-scores of log(1 - SSIM) and of log(feature distance), weighted.
-# Chosen on the Munch/Van Gogh split with seed 0 and checked on other splits (docs/benchmarks.md).
+# The combined score is a weighted sum of the z-scores of log(1 - SSIM) and log(feature
+# distance). The weight was chosen on one Munch split and checked on two others.
 COMBINED_WEIGHT = 0.25
 COMBINED_NEIGHBOURS = 3
 MAX_REFERENCE_IMAGES = 100_000
@@ -109,7 +109,7 @@ def _score_batch(
 
 
 def _summary(activation: torch.Tensor) -> torch.Tensor:
-    """Channel means and standard deviations of a (B, C, H, W) map; (B, D) stays as it is."""
+    """Return the channel means and standard deviations of a (B, C, H, W) map, or (B, D) as is."""
     if activation.ndim == 4:
         flat = activation.float().flatten(2)
         return torch.cat([flat.mean(dim=2), flat.std(dim=2, correction=0)], dim=1)
@@ -121,7 +121,7 @@ def encoder_features(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
 
     Each activation layer (ReLU or LeakyReLU) the encoder passes through, and the code itself,
     adds the mean and standard deviation of every channel over the image. The statistics describe
-    colour and texture as the trained encoder sees them, independent of the image size.
+    colour and texture in the trained encoder's terms, and they do not depend on the image size.
     """
     captured: list[torch.Tensor] = []
 
@@ -144,7 +144,7 @@ def encoder_features(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
 def _neighbour_distances(
     reference: np.ndarray, features: np.ndarray, neighbours: int, *, leave_one_out: bool = False
 ) -> np.ndarray:
-    """Mean Euclidean distance to the nearest reference rows, in standardised feature units.
+    """Return the mean Euclidean distance to the nearest reference rows, in standardised units.
 
     With leave_one_out the rows of `features` are the reference itself and each row skips its
     own zero distance.
@@ -180,7 +180,7 @@ def _reference_features(stats: dict) -> np.ndarray:
 
 
 def _combine(stats: dict, ssim_errors: np.ndarray, distances: np.ndarray) -> np.ndarray:
-    """Weighted sum of the two z-scores of log values, each against the normal images."""
+    """Return the weighted sum of the two z-scores of log values against the normal images."""
     weight = float(stats.get("weight", COMBINED_WEIGHT))
     z_ssim = (np.log(np.maximum(ssim_errors, 1e-12)) - stats["ssim_log_mean"]) / stats[
         "ssim_log_std"
@@ -213,7 +213,7 @@ def combined_statistics(
     weight: float = COMBINED_WEIGHT,
     neighbours: int = COMBINED_NEIGHBOURS,
 ) -> dict:
-    """Statistics of the combined score over the normal training images.
+    """Compute the statistics of the combined score over the normal training images.
 
     The features of the normal images become the reference set (kept under
     "reference_features"; save_checkpoint stores them as a tensor). Each normal image's own

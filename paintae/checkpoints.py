@@ -227,8 +227,8 @@ def load_checkpoint(
         metadata["anomaly"]["reference_features"] = reference.float()
     elif (metadata.get("anomaly") or {}).get("score") == "combined":
         raise CheckpointError(
-            f"{label} uses the combined anomaly score but holds no reference features; it was "
-            "not loaded."
+            f"{label} uses the combined anomaly score but contains no reference features, so "
+            "it was not loaded. Retrain the anomaly model to get a complete checkpoint."
         )
     metadata["_optimizer"] = {
         k[len(OPTIMIZER_PREFIX) :]: v for k, v in tensors.items() if k.startswith(OPTIMIZER_PREFIX)

@@ -41,10 +41,10 @@ class RunSettings:
     train_limit: int | None = None  # use at most this many training images (Fashion-MNIST)
     download: bool = False  # let torchvision download Fashion-MNIST when it is missing
     test_fraction: float = 0.2  # paintings held out for the test split
-    # Anomaly models: the score and the threshold's k. 1 - SSIM with a wide window separated
-    # Munch from Van Gogh far better than pixel MSE on held-out paintings, and joining it with
-    # the encoder-feature distance ("combined") did better still; docs/benchmarks.md has the
-    # figures. anomaly_space applies to "mse" and "blur-mse" ("ssim" uses log space).
+    # Anomaly models: the score and the threshold's k. On held-out paintings, 1 - SSIM with a
+    # wide window separated Munch from Van Gogh far better than pixel MSE, and the "combined"
+    # score did better still (docs/benchmarks.md). anomaly_space applies to "mse" and
+    # "blur-mse", because "ssim" always uses log space.
     anomaly_score: str = "combined"
     anomaly_space: str = "linear"
     anomaly_k: float = 1.0

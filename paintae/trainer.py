@@ -135,7 +135,7 @@ def make_input(
     """Return the model input for a clean batch: itself, or a noisy copy for denoising.
 
     With `training` and a `noise_level_range`, each image draws its own level from that range,
-    so every batch mixes light and heavy noise and the gradient sees the whole range at once.
+    so every batch mixes light and heavy noise and each gradient step covers the whole range.
     """
     if config.task != "denoise":
         return clean

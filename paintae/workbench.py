@@ -506,10 +506,7 @@ def score_label(stats: dict) -> str:
     if stats.get("score") == "ssim":
         return f"1 - SSIM, sigma {stats.get('ssim_sigma', 1.5):g} px"
     if stats.get("score") == "combined":
-        return (
-            f"combined: 1 - SSIM (sigma {stats.get('ssim_sigma', 1.5):g} px) and encoder-feature "
-            "distance, in standard deviations of the training paintings"
-        )
+        return f"combined z-score, SSIM sigma {stats.get('ssim_sigma', 1.5):g} px"
     return {"blur-mse": "MSE after blur"}.get(stats.get("score", "mse"), "MSE")
 
 

@@ -205,7 +205,7 @@ def _combined_reference(model: nn.Module, normal: torch.Tensor) -> dict:
     return anomaly.combined_statistics(scored.scores, scored.features, k=1.0, ssim_sigma=3.0)
 
 
-def test_combined_score_ranks_an_obvious_outlier_first() -> None:
+def test_combined_score_ranks_outlier_first() -> None:
     model = _bottleneck()
     stats = _combined_reference(model, _smooth_images(12, seed=0))
     checkerboard = ((torch.arange(32)[:, None] // 2 + torch.arange(32)[None, :] // 2) % 2).float()
@@ -219,7 +219,7 @@ def test_combined_score_ranks_an_obvious_outlier_first() -> None:
     assert stats["reference_features"].shape[0] == 12
 
 
-def test_combined_batched_scores_match_loop() -> None:
+def test_combined_batched_matches_loop() -> None:
     model = _bottleneck()
     stats = _combined_reference(model, _smooth_images(6, seed=0))
     test = _smooth_images(4, seed=2)
@@ -229,7 +229,7 @@ def test_combined_batched_scores_match_loop() -> None:
     np.testing.assert_allclose(batched, looped, rtol=0, atol=1e-5)
 
 
-def test_combined_score_needs_matching_reference() -> None:
+def test_combined_needs_matching_reference() -> None:
     model = _bottleneck()
     stats = _combined_reference(model, _smooth_images(6, seed=0))
     with pytest.raises(ValueError, match="reference features"):
@@ -239,6 +239,6 @@ def test_combined_score_needs_matching_reference() -> None:
         score_images(wider, _smooth_images(2, seed=1), **anomaly.score_kwargs(stats))
 
 
-def test_combined_statistics_reject_too_few_images() -> None:
+def test_combined_rejects_few_images() -> None:
     with pytest.raises(ValueError, match="at least 3"):
         anomaly.combined_statistics([0.1, 0.2], np.zeros((2, 4)))

@@ -249,11 +249,11 @@ def test_anomaly_ranks_labelled_folder(full_env: Path) -> None:
     assert metric(at, "Paintings scored") == "12"
     assert at.selectbox(key="anomaly_normal").value == "calm"
     assert float(metric(at, "AUROC")) > 0.5  # noisy "wild" paintings reconstruct worse
-    assert metric(at, "Threshold (MSE)") == "0.015000"
+    assert metric(at, "Threshold") == "0.015000"
     at.slider(key="anomaly_k").set_value(3.0).run()
-    assert metric(at, "Threshold (MSE)") == "0.025000"
+    assert metric(at, "Threshold") == "0.025000"
     at.button(key="anomaly_reset").click().run()
-    assert metric(at, "Threshold (MSE)") == "0.015000"
+    assert metric(at, "Threshold") == "0.015000"
     ranking = table_with(at, "rank")
     assert ranking["rank"].tolist() == list(range(1, 13))
 

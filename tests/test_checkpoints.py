@@ -222,7 +222,7 @@ def _combined_stats(rows: int = 5, columns: int = 4) -> dict:
     }
 
 
-def test_reference_features_travel_as_a_tensor(tmp_path: Path) -> None:
+def test_reference_features_saved_as_tensor(tmp_path: Path) -> None:
     stats = _combined_stats()
     path = save_checkpoint(tmp_path / "anomaly", _model(), {"anomaly": stats})
     assert "reference_features" not in read_metadata(path)["anomaly"]
@@ -231,7 +231,7 @@ def test_reference_features_travel_as_a_tensor(tmp_path: Path) -> None:
     assert torch.equal(metadata["anomaly"]["reference_features"], stats["reference_features"])
 
 
-def test_combined_checkpoint_without_reference_is_rejected(tmp_path: Path) -> None:
+def test_combined_checkpoint_needs_reference(tmp_path: Path) -> None:
     stats = _combined_stats()
     del stats["reference_features"]
     path = save_checkpoint(tmp_path / "anomaly", _model(), {"anomaly": stats})

@@ -158,7 +158,7 @@ def test_job_save_refuses_overwrite(painting_folder: Path, user_checkpoints: Pat
         job.save("../escape")
 
 
-def test_model_width_setting_reaches_the_model(painting_folder: Path) -> None:
+def test_width_setting_reaches_model(painting_folder: Path) -> None:
     from paintae.runs import prepare_run
 
     settings = RunSettings(
@@ -174,9 +174,7 @@ def test_model_width_setting_reaches_the_model(painting_folder: Path) -> None:
 
 
 @pytest.mark.parametrize(("model", "width", "message"), [("unet", 2, "width"), ("mlp", 8, "width")])
-def test_bad_model_width_is_named(
-    painting_folder: Path, model: str, width: int, message: str
-) -> None:
+def test_bad_width_is_named(painting_folder: Path, model: str, width: int, message: str) -> None:
     from paintae.runs import prepare_run
 
     settings = tiny_settings(painting_folder)
