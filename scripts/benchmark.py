@@ -1114,25 +1114,42 @@ def s4_scoring(ctx: Context, section: Section) -> None:
     batched, batched_s = benchmarking.timed(lambda: anomaly.score_images(model, images))
     looped, looped_s = benchmarking.timed(lambda: anomaly.score_images_loop(model, images))
     difference = float(np.max(np.abs(batched.scores - looped.scores)))
-    section.table(
-        f"Scoring {len(images)} Van Gogh paintings at {size}px with munch-anomaly (MSE, maps kept)",
-        ["method", "seconds", "images/s", "speed-up", "max |score difference|"],
-        [
+    own = anomaly.score_kwargs(metadata["anomaly"])
+    own_batched, own_batched_s = benchmarking.timed(
+        lambda: anomaly.score_images(model, images, **own)
+    )
+    own_looped, own_looped_s = benchmarking.timed(
+        lambda: anomaly.score_images_loop(model, images, **own)
+    )
+    own_difference = float(np.max(np.abs(own_batched.scores - own_looped.scores)))
+    rows = []
+    for score, loop_s, batch_s, gap in (
+        ("mse", looped_s, batched_s, difference),
+        (own["score"], own_looped_s, own_batched_s, own_difference),
+    ):
+        rows.append(
             [
+                score,
                 "score_images_loop (reference, per image)",
-                looped_s,
-                len(images) / looped_s,
+                loop_s,
+                len(images) / loop_s,
                 1.0,
                 "-",
-            ],
-            [
-                "score_images (batched)",
-                batched_s,
-                len(images) / batched_s,
-                looped_s / batched_s,
-                difference,
-            ],
-        ],
+            ]
+        )
+        rows.append(
+            [score, "score_images (batched)", batch_s, len(images) / batch_s, loop_s / batch_s, gap]
+        )
+    section.table(
+        f"Scoring {len(images)} Van Gogh paintings at {size}px with munch-anomaly (maps kept)",
+        ["score", "method", "seconds", "images/s", "speed-up", "max |score difference|"],
+        rows,
+    )
+    section.note(
+        "Batching cannot reach the 10x target on this CPU. The per-image loop already runs every "
+        "convolution over a whole painting as one large matrix product, so batching only saves "
+        "the per-call overhead. Batching should matter more on a GPU, but that is an estimate: "
+        "no GPU was available to measure it."
     )
     section.add(
         "scoring images/s, batched",
