@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import tempfile
@@ -320,8 +321,9 @@ def _parse_header(raw: str | None, label: str) -> dict:
     numeric = ("mean", "std", "k", "threshold", "ssim_sigma", "weight", "neighbours")
     logs = ("ssim_log_mean", "ssim_log_std", "latent_log_mean", "latent_log_std")
     for key in (*numeric, *logs):
-        if key in stats and not isinstance(stats[key], int | float):
-            raise CheckpointError(f"{label} has a non-numeric anomaly {key!r}: {stats[key]!r}.")
+        value = stats.get(key, 0.0)
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            raise CheckpointError(f"{label} has a non-numeric anomaly {key!r}: {value!r}.")
     if stats.get("space", "linear") not in ("linear", "log"):
         raise CheckpointError(f"{label} has an unknown anomaly space {stats['space']!r}.")
     if stats.get("score") == "combined":
@@ -330,6 +332,11 @@ def _parse_header(raw: str | None, label: str) -> dict:
             raise CheckpointError(
                 f"{label} has incomplete combined anomaly statistics (missing {missing} or a "
                 "standard deviation that is not positive)."
+            )
+        if not 0 <= stats.get("weight", 0.25) <= 1 or not 1 <= stats.get("neighbours", 3) <= 1000:
+            raise CheckpointError(
+                f"{label} has an invalid combined weight {stats.get('weight')!r} (0 to 1) or "
+                f"neighbour count {stats.get('neighbours')!r} (1 to 1000)."
             )
     return metadata
 

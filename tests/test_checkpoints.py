@@ -242,3 +242,21 @@ def test_combined_checkpoint_needs_reference(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "partial", _model(), {"anomaly": stats})
     with pytest.raises(CheckpointError, match="incomplete combined"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("weight", 1.5, "invalid combined"),
+        ("neighbours", 0, "invalid combined"),
+        ("ssim_log_std", float("nan"), "non-numeric"),
+        ("threshold", float("inf"), "non-numeric"),
+    ],
+)
+def test_combined_settings_out_of_range_rejected(
+    tmp_path: Path, key: str, value: float, message: str
+) -> None:
+    stats = {**_combined_stats(), key: value}
+    path = save_checkpoint(tmp_path / "anomaly", _model(), {"anomaly": stats})
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
