@@ -396,7 +396,7 @@ def _q1_cross_level(section: Section, clean: torch.Tensor, cross_rows: list) -> 
         rows,
     )
     section.note(
-        "A range in 'trained at' means each training batch drew its noise level from that range. "
+        "A range in 'trained at' means each training image drew its noise level from that range. "
         "Models trained at a single other level (0.1 or 0.3) were not trained."
     )
 
