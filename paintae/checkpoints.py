@@ -33,6 +33,9 @@ METADATA_KEY = "paintae"
 OPTIMIZER_PREFIX = "optimizer."
 # The combined anomaly score's reference features travel as this tensor, not as JSON.
 REFERENCE_KEY = "anomaly.reference_features"
+MAX_REFERENCE_ROWS = 100_000
+# Spreads below this make z-scores overflow; real score spreads are many orders larger.
+MIN_LOG_STD = 1e-6
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_CHECKPOINT_BYTES = 2 * 2**30
 
@@ -220,10 +223,17 @@ def load_checkpoint(
     model.load_state_dict(weights, strict=True)
     model.eval()
     if reference is not None:
-        if not isinstance(metadata.get("anomaly"), dict) or reference.ndim != 2:
+        if (metadata.get("anomaly") or {}).get("score") != "combined":
             raise CheckpointError(
-                f"{label} has reference features of shape {tuple(reference.shape)} without "
-                "combined anomaly statistics; it was not loaded."
+                f"{label} has reference features but no combined anomaly statistics; it was "
+                "not loaded."
+            )
+        rows = reference.shape[0] if reference.ndim == 2 else 0
+        if not 3 <= rows <= MAX_REFERENCE_ROWS or not reference.is_floating_point():
+            raise CheckpointError(
+                f"{label} has reference features of shape {tuple(reference.shape)} and type "
+                f"{reference.dtype}; expected a float (images, features) matrix with 3 to "
+                f"{MAX_REFERENCE_ROWS} images. It was not loaded."
             )
         metadata["anomaly"]["reference_features"] = reference.float()
     elif (metadata.get("anomaly") or {}).get("score") == "combined":
@@ -322,23 +332,39 @@ def _parse_header(raw: str | None, label: str) -> dict:
     logs = ("ssim_log_mean", "ssim_log_std", "latent_log_mean", "latent_log_std")
     for key in (*numeric, *logs):
         value = stats.get(key, 0.0)
-        if not isinstance(value, int | float) or not math.isfinite(value):
+        valid = isinstance(value, int | float) and not isinstance(value, bool)
+        if not valid or not math.isfinite(value):
             raise CheckpointError(f"{label} has a non-numeric anomaly {key!r}: {value!r}.")
+    if stats.get("std", 0.0) < 0:
+        raise CheckpointError(f"{label} has a negative anomaly std {stats['std']!r}.")
     if stats.get("space", "linear") not in ("linear", "log"):
         raise CheckpointError(f"{label} has an unknown anomaly space {stats['space']!r}.")
     if stats.get("score") == "combined":
-        missing = [key for key in logs if key not in stats]
-        if missing or stats["ssim_log_std"] <= 0 or stats["latent_log_std"] <= 0:
-            raise CheckpointError(
-                f"{label} has incomplete combined anomaly statistics (missing {missing} or a "
-                "standard deviation that is not positive)."
-            )
-        if not 0 <= stats.get("weight", 0.25) <= 1 or not 1 <= stats.get("neighbours", 3) <= 1000:
-            raise CheckpointError(
-                f"{label} has an invalid combined weight {stats.get('weight')!r} (0 to 1) or "
-                f"neighbour count {stats.get('neighbours')!r} (1 to 1000)."
-            )
+        _check_combined(stats, logs, label)
     return metadata
+
+
+def _check_combined(stats: dict, logs: tuple[str, ...], label: str) -> None:
+    """Raise CheckpointError unless the combined-score statistics are complete and in range."""
+    missing = [key for key in logs if key not in stats]
+    if missing or min(stats["ssim_log_std"], stats["latent_log_std"]) < MIN_LOG_STD:
+        raise CheckpointError(
+            f"{label} has incomplete combined anomaly statistics (missing {missing} or a "
+            f"standard deviation below {MIN_LOG_STD})."
+        )
+    neighbours = stats.get("neighbours", 3)
+    if not 0 <= stats.get("weight", 0.25) <= 1 or not (
+        isinstance(neighbours, int) and 1 <= neighbours <= 1000
+    ):
+        raise CheckpointError(
+            f"{label} has an invalid combined weight {stats.get('weight')!r} (0 to 1) or "
+            f"neighbour count {neighbours!r} (a whole number from 1 to 1000)."
+        )
+    if stats.get("space", "linear") != "linear":
+        raise CheckpointError(
+            f"{label} uses the combined score with space {stats['space']!r}; combined scores "
+            "are z-scores and need the 'linear' space."
+        )
 
 
 def _check_state(model: Autoencoder, weights: dict[str, torch.Tensor], label: str) -> None:

@@ -253,7 +253,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if not (args.normal and args.anomalous):
             raise ValueError("Anomaly checkpoints need --normal and --anomalous painting folders.")
         size = metadata.get("data", {}).get("image_size", 256)
-        normal = data.resize_square(data.load_painting_folder(args.normal).images, size)
+        normal_set = data.load_painting_folder(args.normal)
+        trained = set(metadata.get("data", {}).get("train_files") or [])
+        overlap = sum(path.name in trained for path in normal_set.paths)
+        if overlap:
+            logger.warning(
+                "%d of the %d normal paintings in %s were used to train this checkpoint, so they "
+                "score as more normal than new paintings would; the AUROC below is optimistic. "
+                "Use a folder of held-out paintings for a fair figure.",
+                overlap,
+                len(normal_set),
+                args.normal,
+            )
+        normal = data.resize_square(normal_set.images, size)
         odd = data.resize_square(data.load_painting_folder(args.anomalous).images, size)
         options = anomaly.score_kwargs(metadata.get("anomaly", {}))
         scores = np.concatenate(

@@ -148,6 +148,12 @@ def prepare_run(settings: RunSettings) -> PreparedRun:
             len(paintings), settings.test_fraction, settings.train.seed
         )
         train_set, test_set = paintings.subset(train_idx), paintings.subset(test_idx)
+        if settings.family == "anomaly" and len(train_set) < 2:
+            raise ValueError(
+                f"Anomaly training needs at least 2 training paintings after the test split, "
+                f"got {len(train_set)} of {len(paintings)}. Add paintings (4 or more also "
+                "enable the combined score)."
+            )
         channels = 3
         test_x = data.resize_square(test_set.images, settings.image_size)
         if fully_conv and settings.crop:

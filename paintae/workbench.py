@@ -465,6 +465,13 @@ def score_paintings(
             f"The model could not score {size} x {size} images: {error}. Choose a checkpoint "
             "trained for this image size."
         ) from error
+    broken = int(np.count_nonzero(~np.isfinite(scored.scores)))
+    if broken:
+        raise ValueError(
+            f"The checkpoint gave NaN or infinite scores for {broken} of {len(scored.scores)} "
+            "paintings, so its weights or stored statistics are broken. Choose another "
+            "checkpoint or retrain this one."
+        )
     names = [_relative_name(path, folder) for path in paintings.paths]
     return AnomalyRun(
         names=names,

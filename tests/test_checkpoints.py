@@ -251,6 +251,11 @@ def test_combined_checkpoint_needs_reference(tmp_path: Path) -> None:
         ("neighbours", 0, "invalid combined"),
         ("ssim_log_std", float("nan"), "non-numeric"),
         ("threshold", float("inf"), "non-numeric"),
+        ("ssim_log_std", 1e-320, "incomplete combined"),
+        ("neighbours", 1.5, "whole number"),
+        ("weight", True, "non-numeric"),
+        ("std", -1.0, "negative"),
+        ("space", "log", "linear"),
     ],
 )
 def test_combined_settings_out_of_range_rejected(
@@ -259,4 +264,12 @@ def test_combined_settings_out_of_range_rejected(
     stats = {**_combined_stats(), key: value}
     path = save_checkpoint(tmp_path / "anomaly", _model(), {"anomaly": stats})
     with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("shape", [(12,), (2, 4), (2, 3, 4)])
+def test_reference_of_bad_shape_rejected(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    stats = {**_combined_stats(), "reference_features": torch.zeros(shape)}
+    path = save_checkpoint(tmp_path / "anomaly", _model(), {"anomaly": stats})
+    with pytest.raises(CheckpointError, match="expected a float"):
         load_checkpoint(path)

@@ -183,3 +183,17 @@ def test_bad_width_is_named(painting_folder: Path, model: str, width: int, messa
         settings.family = "denoising"
     with pytest.raises(ValueError, match=message):
         prepare_run(settings)
+
+
+def test_anomaly_run_needs_two_training_paintings(tmp_path: Path) -> None:
+    from paintae.runs import prepare_run
+
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for index in range(2):
+        Image.new("RGB", (24, 20), (index * 90, 40, 40)).save(folder / f"p{index}.png")
+    settings = tiny_settings(folder)
+    settings.family, settings.model = "anomaly", "conv-bottleneck"
+    settings.image_size = 16
+    with pytest.raises(ValueError, match="at least 2 training paintings"):
+        prepare_run(settings)

@@ -130,6 +130,16 @@ def test_sample_rows_skip_identical_input() -> None:
     assert rows[0][1].dtype == np.uint8
 
 
+def test_score_paintings_rejects_nan_scores(tmp_images: Path) -> None:
+    paintings = data.load_painting_folder(tmp_images)
+    model = build_model("conv-ref", in_channels=3, image_size=16, latent=4)
+    with torch.no_grad():
+        model.decoder[-1].weight.fill_(float("nan"))
+    metadata = {"data": {"image_size": 16}}
+    with pytest.raises(ValueError, match="NaN or infinite scores for 6 of 6"):
+        workbench.score_paintings(model, metadata, paintings)
+
+
 def test_score_paintings_labels_and_report(tmp_images: Path) -> None:
     paintings = data.load_painting_folder(tmp_images)
     model = build_model("conv-ref", in_channels=3, image_size=16, latent=4)
