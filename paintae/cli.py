@@ -348,9 +348,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     if args.csv is not None and args.csv.is_dir():
         raise IsADirectoryError(f"--csv {args.csv} is a folder: give a file name for the CSV.")
     args.folder = args.folder.resolve()
-    paintings = data.load_painting_folder(args.folder)
-    for name, reason in paintings.skipped:
-        print(f"skipped {name}: {reason}", file=sys.stderr)
+    paintings = data.load_painting_folder(args.folder)  # logs a warning per skipped file
     size = metadata.get("data", {}).get("image_size", 256)
     batch = data.resize_square(paintings.images, size)
     bar = tqdm(total=len(batch), unit="img", desc="scoring")
@@ -367,7 +365,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
     ranked = anomaly.rank(scores, names, threshold)
     for item in ranked:
         flag = "ANOMALY" if item.flagged else ""
-        print(f"{item.rank:4d}  {item.score:.6f}  {flag:7s}  {item.name}")
+        print(f"{item.rank:4d}  {item.score:10.6f}  {flag:7s}  {item.name}")
     if args.csv:
         write_atomic(args.csv, anomaly.ranking_csv(ranked).encode())
         print(f"wrote {args.csv}")
