@@ -19,7 +19,7 @@ import torch
 from paintae import checkpoints, config, data, workbench
 from paintae.checkpoints import CheckpointError, CheckpointInfo
 from paintae.jobs import REGISTRY, JobRegistry, TrainingJob
-from paintae.models import Autoencoder
+from paintae.models import MODEL_SPECS, Autoencoder
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +61,19 @@ def checkpoint_picker(
 ) -> CheckpointInfo | None:
     """Draw a select box of the checkpoints of `family`; return the chosen one or None.
 
-    Checkpoints of models with `channels` input channels (1 gray, 3 colour) are listed first.
-    With none found it shows where checkpoints come from and how to make one.
+    Checkpoints of models with `channels` input channels (1 gray, 3 colour) are listed first, and
+    within those the improved designs before the reference ones, so the default pick is the best
+    model for the image. With none found it shows where checkpoints come from and how to make one.
     """
     found = checkpoints.list_checkpoints(family=family)
-    if channels is not None:
-        found.sort(key=lambda info: info.metadata["model"].get("in_channels") != channels)
+
+    def order(info: CheckpointInfo) -> tuple[bool, bool]:
+        model = info.metadata["model"]
+        spec = MODEL_SPECS.get(model.get("name", ""))
+        other_channels = channels is not None and model.get("in_channels") != channels
+        return other_channels, spec is None or spec.design != "improved"
+
+    found.sort(key=order)
     if not found:
         st.sidebar.info(
             f"No {family} checkpoints found in {config.repo_checkpoint_dir()} or "
