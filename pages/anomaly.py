@@ -256,10 +256,12 @@ for start in range(0, min(gallery_size, len(ranking)), 4):
     for col, item in zip(row, ranking[start : start + 4], strict=False):
         i = position[item.name]
         flag = "FLAGGED" if item.flagged else "normal"
-        col.image(run.images[i], caption=f"#{item.rank} {item.name}")
+        # Both images stretch to the column, so a painting and its map line up at one size.
+        col.image(run.images[i], caption=f"#{item.rank} {item.name}", width="stretch")
         col.image(
             workbench.heat_map(run.error_maps[i], vmax),
             caption=f"error map, score {item.score:.6f}, {flag}",
+            width="stretch",
         )
 
 st.subheader("Inspect one painting")
@@ -271,5 +273,9 @@ chosen = ui.choose(
 )
 i = position[chosen]
 left, right = st.columns(2)
-left.image(run.images[i], caption=chosen)
-right.image(workbench.heat_map(run.error_maps[i]), caption="squared error per pixel")
+left.image(run.images[i], caption=chosen, width="stretch")
+right.image(
+    workbench.heat_map(run.error_maps[i]),
+    caption=workbench.error_map_label(stats),
+    width="stretch",
+)

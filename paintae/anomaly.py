@@ -19,7 +19,7 @@ import torchvision.transforms.functional as TF
 from torch import nn
 
 from paintae.config import model_device
-from paintae.metrics import ssim
+from paintae.metrics import ssim_map
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +43,11 @@ ProgressCallback = Callable[[int, int], None]
 
 @dataclass
 class AnomalyScores:
-    """Scores (N,) float64 in input order, and per-image squared-error maps (H, W) float32.
+    """Scores (N,) float64 in input order, and per-image error maps (H, W) float32.
 
-    Each error map is the squared error averaged over channels for every score kind. It is
-    empty when scoring ran with keep_maps=False.
+    Each error map is averaged over channels: 1 - local SSIM for the "ssim" and "combined"
+    kinds, the squared error for the others. The list is empty when scoring ran with
+    keep_maps=False.
     """
 
     scores: np.ndarray
@@ -98,10 +99,12 @@ def _score_batch(
         )
     reconstruction = reconstruction.float()
     squared_error = (reconstruction - batch) ** 2  # (B, C, H, W)
+    if kind in ("ssim", "combined"):
+        # The map shows local structural damage, the quantity the score averages.
+        dissimilarity = 1.0 - ssim_map(reconstruction.clamp(0, 1), batch, sigma=ssim_sigma)
+        return dissimilarity.mean(dim=(1, 2, 3)), dissimilarity.mean(dim=1)
     if kind == "mse":
         scores = squared_error.mean(dim=(1, 2, 3))
-    elif kind in ("ssim", "combined"):
-        scores = 1.0 - ssim(reconstruction.clamp(0, 1), batch, sigma=ssim_sigma)
     else:
         blurred_error = (_blur(reconstruction, blur_sigma) - _blur(batch, blur_sigma)) ** 2
         scores = blurred_error.mean(dim=(1, 2, 3))

@@ -517,6 +517,13 @@ def score_label(stats: dict) -> str:
     return {"blur-mse": "MSE after blur"}.get(stats.get("score", "mse"), "MSE")
 
 
+def error_map_label(stats: dict) -> str:
+    """Return what the error maps of a checkpoint's score show, for captions."""
+    if stats.get("score") in ("ssim", "combined"):
+        return "1 - local SSIM per pixel"
+    return "squared error per pixel"
+
+
 def threshold_help(stats: dict) -> str:
     """Return help text that explains how the threshold follows from k."""
     if stats.get("score") == "combined":
