@@ -35,6 +35,8 @@ SCORE_KINDS = ("mse", "ssim", "blur-mse", "combined")
 # distance). The weight was chosen on one Munch split and checked on two others.
 COMBINED_WEIGHT = 0.25
 COMBINED_NEIGHBOURS = 3
+# Bounds on the normal images behind a combined score; checkpoints check the same bounds.
+MIN_REFERENCE_IMAGES = 3
 MAX_REFERENCE_IMAGES = 100_000
 THRESHOLD_METHODS = ("mean_std", "percentile")
 
@@ -172,25 +174,25 @@ def _reference_features(stats: dict) -> np.ndarray:
             "images, and this checkpoint has none. Retrain the model or use the 'ssim' score."
         )
     array = np.asarray(features, dtype=np.float64)
-    if array.ndim != 2 or not 2 <= array.shape[0] <= MAX_REFERENCE_IMAGES:
+    if array.ndim != 2 or not MIN_REFERENCE_IMAGES <= array.shape[0] <= MAX_REFERENCE_IMAGES:
         raise ValueError(
             f"The reference features have shape {array.shape}; expected (images, features) "
-            f"with 2 to {MAX_REFERENCE_IMAGES} images."
+            f"with {MIN_REFERENCE_IMAGES} to {MAX_REFERENCE_IMAGES} images."
         )
     if not np.all(np.isfinite(array)):
         raise ValueError("The reference features contain NaN or inf values.")
     return array
 
 
+def _safe_log(values: np.ndarray) -> np.ndarray:
+    return np.log(np.maximum(values, 1e-12))
+
+
 def _combine(stats: dict, ssim_errors: np.ndarray, distances: np.ndarray) -> np.ndarray:
     """Return the weighted sum of the two z-scores of log values against the normal images."""
     weight = float(stats.get("weight", COMBINED_WEIGHT))
-    z_ssim = (np.log(np.maximum(ssim_errors, 1e-12)) - stats["ssim_log_mean"]) / stats[
-        "ssim_log_std"
-    ]
-    z_latent = (np.log(np.maximum(distances, 1e-12)) - stats["latent_log_mean"]) / stats[
-        "latent_log_std"
-    ]
+    z_ssim = (_safe_log(ssim_errors) - stats["ssim_log_mean"]) / stats["ssim_log_std"]
+    z_latent = (_safe_log(distances) - stats["latent_log_mean"]) / stats["latent_log_std"]
     return (1.0 - weight) * z_ssim + weight * z_latent
 
 
@@ -225,17 +227,17 @@ def combined_statistics(
     """
     errors = np.asarray(ssim_errors, dtype=np.float64).reshape(-1)
     reference = np.asarray(features, dtype=np.float64)
-    if errors.size < 3 or reference.shape[0] != errors.size:
+    if errors.size < MIN_REFERENCE_IMAGES or reference.shape[0] != errors.size:
         raise ValueError(
-            f"Need at least 3 normal images with one feature row each, got {errors.size} "
-            f"errors and {reference.shape[0]} feature rows."
+            f"Need at least {MIN_REFERENCE_IMAGES} normal images with one feature row each, got "
+            f"{errors.size} errors and {reference.shape[0]} feature rows."
         )
     if np.any(errors <= 0):
         raise ValueError("The combined score needs positive 1 - SSIM errors.")
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"The combined weight must be in [0, 1], got {weight}.")
     distances = _neighbour_distances(reference, reference, neighbours, leave_one_out=True)
-    log_errors, log_distances = np.log(errors), np.log(np.maximum(distances, 1e-12))
+    log_errors, log_distances = np.log(errors), _safe_log(distances)
     stats: dict = {
         "score": "combined",
         "space": "linear",
@@ -313,6 +315,8 @@ def score_images(
                 batch_scores, batch_maps = _score_batch(model, batch, score, blur_sigma, ssim_sigma)
                 scores[batch_indices] = batch_scores.double().cpu().numpy()
                 if with_features:
+                    # NOTE: this runs the encoder a second time per batch, after the forward pass
+                    # in _score_batch; sharing that pass would make combined scoring faster.
                     rows = encoder_features(model, batch).double().cpu().numpy()
                     for i, row in zip(batch_indices, rows, strict=True):
                         features[i] = row

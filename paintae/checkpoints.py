@@ -23,6 +23,7 @@ from safetensors.torch import load as load_bytes
 from safetensors.torch import save as save_bytes
 
 from paintae import __version__, config
+from paintae.anomaly import MAX_REFERENCE_IMAGES, MIN_REFERENCE_IMAGES
 from paintae.models import MODEL_SPECS, Autoencoder, build_from_config
 
 logger = logging.getLogger(__name__)
@@ -31,9 +32,8 @@ FORMAT = "paintae-checkpoint/1"
 SUFFIX = ".safetensors"
 METADATA_KEY = "paintae"
 OPTIMIZER_PREFIX = "optimizer."
-# The combined anomaly score's reference features travel as this tensor, not as JSON.
+# The combined anomaly score's reference features are stored as this tensor, not as JSON.
 REFERENCE_KEY = "anomaly.reference_features"
-MAX_REFERENCE_ROWS = 100_000
 # Spreads below this make z-scores overflow; real score spreads are many orders larger.
 MIN_LOG_STD = 1e-6
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -229,11 +229,12 @@ def load_checkpoint(
                 "not loaded."
             )
         rows = reference.shape[0] if reference.ndim == 2 else 0
-        if not 3 <= rows <= MAX_REFERENCE_ROWS or not reference.is_floating_point():
+        low, high = MIN_REFERENCE_IMAGES, MAX_REFERENCE_IMAGES
+        if not low <= rows <= high or not reference.is_floating_point():
             raise CheckpointError(
                 f"{label} has reference features of shape {tuple(reference.shape)} and type "
-                f"{reference.dtype}; expected a float (images, features) matrix with 3 to "
-                f"{MAX_REFERENCE_ROWS} images. It was not loaded."
+                f"{reference.dtype}; expected a float (images, features) matrix with {low} to "
+                f"{high} images. It was not loaded."
             )
         metadata["anomaly"]["reference_features"] = reference.float()
     elif (metadata.get("anomaly") or {}).get("score") == "combined":

@@ -805,11 +805,11 @@ def q4_anomaly(ctx: Context, section: Section) -> None:
         rows,
     )
     section.note(
-        "Recall and Munch-flagged rate use each checkpoint's automatic threshold on its own score: "
-        "mean + k std of the training paintings' combined scores for munch-anomaly (each part "
-        "alone: k, as both are z-scores), mean + 1 std of the training MSE for "
-        "munch-conv-ref-anomaly. The baselines use mean + 1 std of their own training-Munch "
-        "scores, which are in-sample."
+        "Recall and Munch-flagged rate use each checkpoint's automatic threshold on its own score. "
+        "For munch-anomaly it is mean + k std of the training paintings' combined scores, and k "
+        "for each part alone, because both parts are z-scores. For munch-conv-ref-anomaly it is "
+        "mean + 1 std of the training MSE. The baselines use mean + 1 std of their own "
+        "training-Munch scores, which are in-sample."
     )
     other_kinds = min(sizes.vangogh_other_kinds, len(vangogh))
     if len(vangogh) < len(vangogh_all) or other_kinds < len(vangogh):
@@ -951,9 +951,9 @@ def q5_anomaly_splits(ctx: Context, section: Section) -> None:
         rows,
     )
     section.note(
-        "Seed 0 is the split of the shipped checkpoint, on which the score settings were chosen "
-        "(160 px, SSIM sigma 8 px, weight 0.25, k 1); the other seeds hold out other Munch "
-        "paintings and were not used for any choice."
+        "Split seed 0 in the table is the shipped checkpoint's split, on which the score "
+        "settings were chosen: 160 px, SSIM sigma 8 px, weight 0.25 and k 1. The other splits "
+        "hold out other Munch paintings and were not used for any choice."
     )
 
 

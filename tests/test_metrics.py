@@ -65,7 +65,7 @@ def test_ssim_agrees_with_torchmetrics(sigma: float, shape: tuple[int, ...]) -> 
     torch.testing.assert_close(ssim(pred, target, sigma=sigma), expected, atol=2e-5, rtol=0)
 
 
-def test_ssim_map_has_the_image_shape_and_averages_to_ssim() -> None:
+def test_ssim_map_shape_and_mean() -> None:
     from paintae.metrics import ssim_map
 
     torch.manual_seed(3)
